@@ -1,0 +1,41 @@
+# Student baseline on the digits demo data (sklearn's 1,797 real 8x8 handwritten digits,
+# upsampled to 32x32): mmpretrain's CIFAR ResNet-18 at a quarter of its width.
+_base_ = [
+    'mmpretrain::_base_/models/resnet18_cifar.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(stem_channels=16, base_channels=16),
+    head=dict(num_classes=10, in_channels=128))
+
+data_preprocessor = dict(num_classes=10, mean=[78.0] * 3, std=[82.6] * 3, to_rgb=False)
+
+train_pipeline = [
+    dict(type='RandomCrop', crop_size=32, padding=2),
+    dict(type='PackInputs'),
+]
+test_pipeline = [dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=64, num_workers=0, persistent_workers=False,
+    dataset=dict(type='mmkd.DigitsDataset', split='train', pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=128, num_workers=0, persistent_workers=False,
+    dataset=dict(type='mmkd.DigitsDataset', split='test', pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+max_epochs = 6
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+val_cfg = dict()
+test_cfg = dict()
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,19 @@
+"""Small offline datasets for distillation experiments.
+
+* :class:`DigitsDataset`: real 8x8 handwritten digits from scikit-learn, upsampled, for
+  mmpretrain classification (no files, no download).
+* :func:`make_shapes_dataset`: writes a synthetic shapes dataset (COCO boxes + label maps);
+  :class:`ShapesDetDataset` (mmdet) and :class:`ShapesSegDataset` (mmseg) read it.
+
+Importing this package registers the datasets in ``mmkd.registry.DATASETS``, so configs can use
+``type='mmkd.DigitsDataset'`` etc. from any default scope.
+"""
+from .digits import DIGIT_CLASSES, DigitsDataset, digit_to_image, stratified_split
+from .shapes import (SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE, ShapesDetDataset,
+                     ShapesSegDataset, make_shapes_dataset)
+
+__all__ = [
+    'DigitsDataset', 'digit_to_image', 'stratified_split', 'DIGIT_CLASSES',
+    'make_shapes_dataset', 'ShapesDetDataset', 'ShapesSegDataset', 'SHAPE_CLASSES',
+    'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE'
+]

@@ -1,0 +1,128 @@
+"""Build student/teacher models under their own OpenMMLab package's registry scope.
+
+With mmpretrain, mmdet and mmseg all registered, an unscoped ``type='RetinaNet'`` only resolves
+under the ``mmdet`` default scope. Configs given to the distiller lose that information
+(``{{_base_.model}}`` is a plain dict), so we recover it: an explicit ``scope.Type`` wins, then
+the scope of the config file the model came from, then the current default scope, then the first
+of the known OpenMMLab packages whose registry holds the type.
+"""
+import importlib
+import os.path as osp
+from typing import Optional, Tuple, Union
+
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import _load_checkpoint
+
+KNOWN_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
+
+
+def _scope_registry(scope: str):
+    try:
+        return importlib.import_module(f'{scope}.registry').MODELS
+    except ImportError:
+        return None
+
+
+def infer_model_scope(model_cfg: dict, hint: Optional[str] = None) -> str:
+    """Return the registry scope (e.g. 'mmdet') that defines ``model_cfg['type']``."""
+    model_type = model_cfg.get('type')
+    if not isinstance(model_type, str):
+        return hint or DefaultScope.get_current_instance().scope_name
+    if '.' in model_type:
+        return model_type.split('.', 1)[0]
+    current = DefaultScope.get_current_instance()
+    candidates = [hint, current.scope_name if current else None, *KNOWN_SCOPES]
+    tried = []
+    for scope in dict.fromkeys(c for c in candidates if c and c != 'mmkd'):
+        registry = _scope_registry(scope)
+        if registry is None:
+            continue
+        tried.append(scope)
+        registry.import_from_location()
+        if model_type in registry.module_dict:
+            return scope
+    raise KeyError(f'Model type {model_type!r} is not registered in any of the scopes '
+                   f'{tried}. Give it a scope prefix (e.g. "mmdet.{model_type}") or import '
+                   'the package that defines it (custom_imports).')
+
+
+def build_model_in_scope(model_cfg: dict, scope: Optional[str] = None) -> nn.Module:
+    """Build ``model_cfg`` with the MODELS registry of ``scope`` (inferred when None)."""
+    scope = infer_model_scope(model_cfg, scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        return MMENGINE_MODELS.build(model_cfg)
+
+
+def load_model_config(config: Union[str, dict, Config]) -> Tuple[ConfigDict, Optional[str]]:
+    """Return ``(model_cfg, scope)`` from a config path or an already-loaded config.
+
+    ``config`` may be a local file, a package config such as
+    ``'mmdet::retinanet/retinanet_r101_fpn_2x_coco.py'``, a :class:`Config`, or a model dict.
+    """
+    if isinstance(config, str):
+        if '::' in config:
+            package, rel = config.split('::', 1)
+            path = _package_config_path(package, rel)
+        else:
+            path = osp.expanduser(config)
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'Config file {config!r} does not exist.')
+        cfg = Config.fromfile(path)
+        if 'model' not in cfg:
+            raise KeyError(f'Config {config!r} has no `model` field.')
+        return cfg.model, cfg.get('default_scope', None)
+    if isinstance(config, Config):
+        return config.model, config.get('default_scope', None)
+    if isinstance(config, dict):
+        return ConfigDict(config), None
+    raise TypeError(f'A model config is a path, Config or dict, got {type(config).__name__}.')
+
+
+def _package_config_path(package: str, rel: str) -> str:
+    """Locate ``package::rel`` in the configs that OpenMMLab packages ship in ``.mim``."""
+    package = {'mmseg': 'mmseg', 'mmsegmentation': 'mmseg', 'mmcls': 'mmpretrain'}.get(
+        package, package)
+    try:
+        module = importlib.import_module(package)
+    except ImportError as e:
+        raise ImportError(f'Config "{package}::{rel}" needs the package {package!r}.') from e
+    root = osp.join(osp.dirname(module.__file__), '.mim', 'configs')
+    path = osp.join(root, rel)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{package} ships no config {rel!r} (looked in {root}).')
+    return path
+
+
+def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teacher') -> dict:
+    """Load ``checkpoint`` (path or URL) into ``model``; every key must match exactly.
+
+    Raises FileNotFoundError for a missing file and a RuntimeError that names the missing,
+    unexpected and mis-shaped keys for any mismatch (before touching the model).
+    """
+    if checkpoint is None:
+        raise ValueError(f'The {desc} needs a checkpoint (a path or URL of trained weights).')
+    is_url = checkpoint.startswith(('http://', 'https://'))
+    if not is_url and not osp.isfile(osp.expanduser(checkpoint)):
+        raise FileNotFoundError(f'The {desc} checkpoint {checkpoint!r} does not exist.')
+    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mis_shaped = sorted(k for k in set(own) & set(state)
+                        if hasattr(state[k], 'shape') and state[k].shape != own[k].shape)
+    if missing or unexpected or mis_shaped:
+        def show(keys):
+            return f'{len(keys)} {keys[:8]}{" ..." if len(keys) > 8 else ""}'
+        raise RuntimeError(
+            f'The {desc} checkpoint {checkpoint!r} does not match the {desc} model '
+            f'({type(model).__name__}): missing keys: {show(missing)}; unexpected keys: '
+            f'{show(unexpected)}; shape mismatch: '
+            + show([f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                    for k in mis_shaped]))
+    model.load_state_dict(state, strict=True)
+    return ckpt

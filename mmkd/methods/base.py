@@ -1,0 +1,119 @@
+"""Base classes for distillation methods.
+
+A method is an ``nn.Module`` that owns whatever a KD method needs between the two models
+(projectors, connectors, denoisers...) and turns recorded student/teacher tensors into a dict of
+named losses. Methods never state channel numbers in configs: the distiller runs both models
+once on a dummy batch at construction time and calls :meth:`BaseDistillMethod.build` with the
+recorded tensors, so all parameters exist before the optimizer and DDP wrapper are created.
+"""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+Features = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+class BaseDistillMethod(BaseModule):
+    """Interface of a distillation method.
+
+    Subclasses implement :meth:`build` (create sub-modules from example tensors) and
+    :meth:`forward` (return ``{'loss_x': tensor, ...}``; keys without 'loss' are logged only).
+    ``data_samples`` is passed for methods that need labels or boxes.
+    """
+
+    def __init__(self, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.built = False
+
+    def build(self, student: Features, teacher: Features) -> None:
+        self.built = True
+
+    def forward(self, student: Features, teacher: Features,
+                data_samples=None) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def flatten_levels(x: Features) -> List[torch.Tensor]:
+    """A tensor is one level; a (nested) tuple/list of tensors is several, in order."""
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        out = []
+        for item in x:
+            out.extend(flatten_levels(item))
+        return out
+    raise TypeError(f'Expected a tensor or a tuple/list of tensors, got {type(x).__name__}.')
+
+
+class LevelwiseMethod(BaseDistillMethod):
+    """A method applied independently to each level of multi-level features.
+
+    A recorded value may be a tensor or a tuple of tensors (FPN levels, several record points,
+    a head called once per level). Student and teacher must give the same number of levels.
+    Subclasses implement :meth:`build_level` (the connector for one (student, teacher) pair, or
+    ``None``) and :meth:`level_loss`.
+
+    Args:
+        share_levels (bool): one connector shared by all levels (needs equal shapes across
+            levels) instead of one per level. Default False.
+        level_reduction (str): 'sum' (default; each FPN level counts as its own loss term, as
+            detection KD methods usually do) or 'mean'.
+    """
+
+    def __init__(self, share_levels: bool = False, level_reduction: str = 'sum', init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if level_reduction not in ('sum', 'mean'):
+            raise ValueError(f"level_reduction must be 'sum' or 'mean', got {level_reduction!r}")
+        self.share_levels = share_levels
+        self.level_reduction = level_reduction
+        self.connectors = nn.ModuleList()
+
+    def _pairs(self, student: Features, teacher: Features):
+        s_levels, t_levels = flatten_levels(student), flatten_levels(teacher)
+        if len(s_levels) != len(t_levels):
+            raise ValueError(f'{type(self).__name__}: student gives {len(s_levels)} levels but '
+                             f'teacher gives {len(t_levels)}; record matching points or index '
+                             'one level (e.g. "neck[0]").')
+        return list(zip(s_levels, t_levels))
+
+    def build(self, student: Features, teacher: Features) -> None:
+        pairs = self._pairs(student, teacher)
+        if self.share_levels:
+            shapes = {(s.shape[1], t.shape[1]) for s, t in pairs}
+            if len(shapes) > 1:
+                raise ValueError(f'{type(self).__name__}: share_levels=True needs the same '
+                                 f'channels on every level, got (student, teacher) = {shapes}.')
+            pairs = pairs[:1]
+        for s, t in pairs:
+            conn = self.build_level(s, t)
+            self.connectors.append(conn if conn is not None else nn.Identity())
+        super().build(student, teacher)
+
+    def build_level(self, student: torch.Tensor, teacher: torch.Tensor) -> Optional[nn.Module]:
+        return None
+
+    def level_loss(self, student: torch.Tensor, teacher: torch.Tensor, connector: nn.Module,
+                   data_samples=None) -> Dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, student: Features, teacher: Features,
+                data_samples=None) -> Dict[str, torch.Tensor]:
+        total: Dict[str, torch.Tensor] = {}
+        pairs = self._pairs(student, teacher)
+        for i, (s, t) in enumerate(pairs):
+            conn = self.connectors[0 if self.share_levels else i]
+            for k, v in self.level_loss(s, t, conn, data_samples).items():
+                total[k] = total[k] + v if k in total else v
+        if self.level_reduction == 'mean':
+            total = {k: v / len(pairs) for k, v in total.items()}
+        return total
+
+
+def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str = 'bilinear') -> torch.Tensor:
+    """Resize the spatial dims of ``x`` (N, C, *S) to those of ``ref`` when they differ."""
+    if x.dim() <= 2 or x.shape[2:] == ref.shape[2:]:
+        return x
+    return F.interpolate(x, size=ref.shape[2:], mode=mode, align_corners=False)

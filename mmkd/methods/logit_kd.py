@@ -1,0 +1,40 @@
+"""Logit distillation (Hinton et al., 2015, "Distilling the Knowledge in a Neural Network")."""
+from typing import Dict
+
+import torch
+
+from ..losses import kl_divergence_with_temperature
+from ..registry import MODELS
+from .base import LevelwiseMethod, resize_like
+
+
+@MODELS.register_module()
+class LogitKD(LevelwiseMethod):
+    """``tau^2 * KL(softmax(t/tau) || softmax(s/tau))`` over the channel (class) dimension.
+
+    Works on classification logits (N, C) and on dense prediction maps (N, C, H, W), where every
+    position is a sample (segmentation logits; when the student map is smaller or larger it is
+    resized bilinearly to the teacher's). Multi-level inputs give one term per level.
+    No parameters: student and teacher must have the same number of classes.
+
+    Args:
+        tau (float): temperature. Default 1.0.
+        loss_name (str): key of the returned loss. Default 'loss_kd'.
+    """
+
+    def __init__(self, tau: float = 1.0, loss_name: str = 'loss_kd', **kwargs):
+        super().__init__(**kwargs)
+        self.tau = tau
+        self.loss_name = loss_name
+
+    def build_level(self, student, teacher):
+        if student.shape[1] != teacher.shape[1]:
+            raise ValueError(f'LogitKD needs the same number of classes, got student '
+                             f'{student.shape[1]} and teacher {teacher.shape[1]} '
+                             f'(shapes {tuple(student.shape)} / {tuple(teacher.shape)}).')
+        return None
+
+    def level_loss(self, student, teacher, connector, data_samples=None
+                   ) -> Dict[str, torch.Tensor]:
+        student = resize_like(student, teacher)
+        return {self.loss_name: kl_divergence_with_temperature(student, teacher, self.tau)}

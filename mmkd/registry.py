@@ -1,0 +1,22 @@
+"""mmkd's registries: children of MMEngine's roots, scope ``mmkd``.
+
+Because they hang off MMEngine's root registries, ``type='mmkd.SingleTeacherDistiller'`` resolves
+from any default scope (``mmdet``, ``mmseg``, ``mmpretrain``), and ``default_scope='mmkd'`` finds
+mmkd's own modules first, then MMEngine's. Student and teacher models are never built through
+these registries: the distiller builds each under its own package's scope (see
+:func:`mmkd.distillers.model_builder.build_model_in_scope`).
+"""
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+# Distillers, distillation methods (connector + loss) and standalone losses are all nn.Modules.
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='mmkd',
+                  locations=['mmkd.distillers', 'mmkd.methods', 'mmkd.losses'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmkd',
+                    locations=['mmkd.datasets'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmkd',
+                      locations=['mmkd.datasets'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd', locations=['mmkd.engine'])

@@ -1,0 +1,6 @@
+from .checkpoint import (UnsafeCheckpointError, extract_student_state_dict,
+                         register_safe_globals)
+from .dist import setup_cpu_distributed
+
+__all__ = ['UnsafeCheckpointError', 'extract_student_state_dict', 'register_safe_globals',
+           'setup_cpu_distributed']

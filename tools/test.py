@@ -1,0 +1,69 @@
+"""Evaluate a trained model with the config's test dataloader and evaluator.
+
+    python tools/test.py CONFIG CHECKPOINT            # a distiller's student (the default)
+    python tools/test.py CONFIG --teacher             # the teacher alone, from its checkpoint
+    python tools/test.py BASE_CONFIG student.pth      # an exported student in its plain config
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import mmkd  # noqa: E402,F401
+from mmkd.utils import setup_cpu_distributed  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test a model (mmkd)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (not needed with '
+                        '--teacher)')
+    parser.add_argument('--teacher', action='store_true',
+                        help='evaluate the distiller\'s teacher alone (weights from its own '
+                        'checkpoint) instead of the student')
+    parser.add_argument('--work-dir', help='the dir to save logs and results')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings in the config, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.checkpoint is None and not args.teacher:
+        parser.error('a checkpoint is required unless --teacher is given')
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.teacher:
+        if 'teacher' not in cfg.model:
+            raise SystemExit(f'--teacher: {args.config} has no model.teacher (not a '
+                             'distillation config).')
+        cfg.model.eval_teacher = True
+        cfg.load_from = None  # the teacher loads its own checkpoint
+    else:
+        cfg.load_from = args.checkpoint
+    if args.launcher != 'none':
+        setup_cpu_distributed(cfg)
+
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
