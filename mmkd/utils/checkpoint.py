@@ -51,7 +51,9 @@ def register_safe_globals() -> None:
 
 def _history_buffer_getattr(obj, name):
     from mmengine.logging import HistoryBuffer
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # The built-in statistics are only added to _statistics_methods by the first instance.
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if obj is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'GLOBAL getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) is not '

@@ -1,0 +1,74 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = osp.join(REPO, 'configs', 'demo')
+warnings.filterwarnings('ignore', category=UserWarning)
+
+DIGITS = dict(
+    student=osp.join(DEMO, 'digits', 'resnet18-tiny_digits.py'),
+    teacher=osp.join(DEMO, 'digits', 'resnet34-wide_digits.py'),
+    distill=osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py'))
+DET = dict(
+    student=osp.join(DEMO, 'shapes_det', 'retinanet_r18-tiny_fpn_shapes.py'),
+    teacher=osp.join(DEMO, 'shapes_det', 'retinanet_r34-wide_fpn_shapes.py'),
+    distill=osp.join(DEMO, 'shapes_det', 'fitnet_retinanet_r34-wide_r18-tiny_fpn_shapes.py'))
+SEG = dict(
+    student=osp.join(DEMO, 'shapes_seg', 'deeplabv3_r18-tiny-d8_shapes.py'),
+    teacher=osp.join(DEMO, 'shapes_seg', 'deeplabv3_r34-wide-d8_shapes.py'),
+    distill=osp.join(DEMO, 'shapes_seg', 'kd_deeplabv3_r34-wide_r18-tiny-d8_shapes.py'))
+
+
+def random_teacher_checkpoint(config_path: str, out_path: str, seed: int = 0) -> str:
+    """Build the teacher from its config with random weights and save them (no network)."""
+    from mmengine.config import Config
+
+    from mmkd.distillers import build_model_in_scope
+    torch.manual_seed(seed)
+    cfg = Config.fromfile(config_path)
+    model = build_model_in_scope(cfg.model, cfg.get('default_scope'))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), out_path)
+    return out_path
+
+
+@pytest.fixture(scope='session')
+def teacher_ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp('teachers')
+    return {name: random_teacher_checkpoint(cfgs['teacher'], str(root / f'{name}.pth'))
+            for name, cfgs in dict(digits=DIGITS, det=DET, seg=SEG).items()}
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory):
+    from mmkd.datasets import make_shapes_dataset
+    root = tmp_path_factory.mktemp('data') / 'shapes'
+    make_shapes_dataset(str(root), num_train=24, num_val=8, img_size=64, seed=0)
+    return str(root) + '/'
+
+
+def shapes_options(root: str, det: bool) -> list:
+    opts = [f'train_dataloader.dataset.data_root={root}',
+            f'val_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.data_root={root}']
+    if det:
+        ann = root + 'annotations/instances_val.json'
+        opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    return opts
+
+
+def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
+    """Run a repo tool with this interpreter; return the completed process (output joined)."""
+    full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
+    proc = subprocess.run([sys.executable, *args] if args[0].endswith('.py') else args,
+                          cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{" ".join(args)} exited {proc.returncode}:\n'
+                             f'{proc.stdout[-6000:]}')
+    return proc

@@ -1,0 +1,180 @@
+"""The distiller in-process: building, freezing, recording, checkpoints and bad input."""
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import DefaultScope
+
+import mmkd  # noqa: F401
+from mmkd.distillers import SingleTeacherDistiller
+from mmkd.registry import MODELS
+
+from conftest import DET, DIGITS, SEG, random_teacher_checkpoint
+
+
+def digits_cfg(teacher_ckpt, **overrides):
+    cfg = Config.fromfile(DIGITS['distill'])
+    model = copy.deepcopy(cfg.model)
+    model.teacher.checkpoint = teacher_ckpt
+    model.student.data_preprocessor = dict(type='ClsDataPreprocessor', **cfg.data_preprocessor)
+    for key, value in overrides.items():  # replace, not merge (update() would merge blocks)
+        model[key] = value
+    return model
+
+
+def build(model_cfg, scope='mmpretrain'):
+    with DefaultScope.overwrite_default_scope(scope):
+        return MMENGINE_MODELS.build(model_cfg)
+
+
+def batch(n=4, size=32, num_classes=10):
+    from mmpretrain.structures import DataSample
+    inputs = torch.randn(n, 3, size, size)
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
+    return inputs, samples
+
+
+@pytest.fixture(scope='module')
+def distiller(teacher_ckpts):
+    return build(digits_cfg(teacher_ckpts['digits']))
+
+
+def test_registry_scopes(teacher_ckpts):
+    assert MODELS.scope == 'mmkd' and MODELS.parent is MMENGINE_MODELS
+    assert MODELS.get('SingleTeacherDistiller') is SingleTeacherDistiller
+    # 'mmkd.X' from a foreign default scope, and default_scope='mmkd' with an unscoped type.
+    assert isinstance(build(digits_cfg(teacher_ckpts['digits']), 'mmdet'), SingleTeacherDistiller)
+    cfg = digits_cfg(teacher_ckpts['digits'], type='SingleTeacherDistiller')
+    model = build(cfg, 'mmkd')
+    assert model.student_scope == 'mmpretrain' and model.teacher_scope == 'mmpretrain'
+    # custom_imports in a config is how users load the plugin.
+    assert Config.fromfile(DIGITS['distill']).custom_imports.imports == ['mmkd']
+
+
+def test_teacher_frozen_eval_and_stopped_early(distiller):
+    d = distiller
+    assert all(not p.requires_grad for p in d.teacher.parameters())
+    d.train()
+    assert not d.teacher.training and all(not m.training for m in d.teacher.modules())
+    assert d.student.training
+    assert d.data_preprocessor is d.student.data_preprocessor
+
+    inputs, samples = batch()
+    losses = d(inputs, samples, mode='loss')
+    assert set(losses) == {'student.loss', 'distill.logits.loss_kd'}
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in d.teacher.parameters())
+    assert d.student.backbone.conv1.weight.grad.abs().sum() > 0
+    d.zero_grad()
+
+
+def test_teacher_runs_only_as_deep_as_needed(teacher_ckpts):
+    cfg = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        feat=dict(student='backbone.layer3', teacher='backbone.layer3',
+                  method=dict(type='FeatureMSE'))))
+    d = build(cfg)
+    calls = {'layer4': 0, 'head': 0}
+    d.teacher.backbone.layer4.register_forward_hook(
+        lambda *a: calls.__setitem__('layer4', calls['layer4'] + 1))
+    d.teacher.head.register_forward_hook(lambda *a: calls.__setitem__('head', calls['head'] + 1))
+    losses = d(*batch(), mode='loss')
+    assert calls == {'layer4': 0, 'head': 0}
+    assert 'distill.feat.loss_mse' in losses
+    # The projector was sized by the dry run: layer3 is 64 channels (student) vs 128 (teacher).
+    conv = d.methods['feat'].connectors[0]
+    assert (conv.in_channels, conv.out_channels) == (64, 128)
+
+
+def test_predict_and_tensor_modes_run_the_student(distiller):
+    d = distiller.eval()
+    inputs, samples = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(d(inputs, mode='tensor'), d.student(inputs, mode='tensor'))
+        preds = d(inputs, copy.deepcopy(samples), mode='predict')
+    assert len(preds) == 4 and preds[0].pred_score.shape == (10,)
+    d.train()
+
+
+def test_checkpoint_excludes_teacher_and_reloads(distiller, teacher_ckpts, tmp_path):
+    d = distiller
+    state = d.state_dict()
+    assert state and not any(k.startswith('teacher.') for k in state)
+    assert any(k.startswith('student.') for k in state)
+    other = build(digits_cfg(teacher_ckpts['digits']))
+    teacher_before = {k: v.clone() for k, v in other.teacher.state_dict().items()}
+    other.load_state_dict(state, strict=True)  # missing teacher keys are expected
+    for k, v in other.student.state_dict().items():
+        torch.testing.assert_close(v, d.student.state_dict()[k])
+    for k, v in other.teacher.state_dict().items():
+        torch.testing.assert_close(v, teacher_before[k])
+    # Runner.init_weights() must not touch the loaded teacher.
+    other.init_weights()
+    for k, v in other.teacher.state_dict().items():
+        torch.testing.assert_close(v, teacher_before[k])
+    with pytest.raises(RuntimeError, match='student'):
+        other.load_state_dict({k: v for k, v in state.items() if 'conv1' not in k}, strict=True)
+
+
+def test_student_and_teacher_from_different_packages(tmp_path):
+    """An mmdet RetinaNet student learns its backbone from an mmpretrain classifier teacher."""
+    teacher = random_teacher_checkpoint(DIGITS['teacher'], str(tmp_path / 't.pth'))
+    det = Config.fromfile(DET['student'])
+    cfg = dict(type='mmkd.SingleTeacherDistiller', student=det.model,
+               teacher=dict(config=DIGITS['teacher'], checkpoint=teacher),
+               blocks=dict(c5=dict(student='backbone.layer4', teacher='backbone.layer4',
+                                   method=dict(type='FeatureMSE'))),
+               dry_run_input_shape=(2, 3, 64, 64))
+    d = build(cfg, 'mmdet')
+    assert (d.student_scope, d.teacher_scope) == ('mmdet', 'mmpretrain')
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    samples = []
+    for _ in range(2):
+        s = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64),
+                                        batch_input_shape=(64, 64), scale_factor=(1., 1.)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor([[4., 4., 30., 30.]]),
+                                      labels=torch.tensor([1]))
+        samples.append(s)
+    losses = d(torch.randn(2, 3, 64, 64), samples, mode='loss')
+    assert {'student.loss_cls', 'student.loss_bbox', 'distill.c5.loss_mse'} <= set(losses)
+
+
+def test_bad_input_errors(teacher_ckpts, tmp_path):
+    ckpt = teacher_ckpts['digits']
+    blocks = lambda s, t, m='LogitKD': dict(b=dict(student=s, teacher=t, method=dict(type=m)))
+    with pytest.raises(KeyError, match=r"'head\.fcc' in the student \(block 'b'\).*Closest names: \['head\.fc'"):
+        build(digits_cfg(ckpt, blocks=blocks('head.fcc', 'head.fc')))
+    with pytest.raises(KeyError, match=r"'backbone\.layer9' in the teacher \(block 'b'\).*backbone\.layer4"):
+        build(digits_cfg(ckpt, blocks=blocks('head.fc', 'backbone.layer9')))
+    with pytest.raises(KeyError, match=r"unknown method type 'KDD'.*LogitKD"):
+        build(digits_cfg(ckpt, blocks=blocks('head.fc', 'head.fc', 'KDD')))
+    with pytest.raises(KeyError, match=r"unknown keys \['weight'\].*loss_weight"):
+        build(digits_cfg(ckpt, blocks=dict(b=dict(student='head.fc', teacher='head.fc',
+                                                  method=dict(type='LogitKD'), weight=1))))
+    missing = str(tmp_path / 'nope.pth')
+    cfg = digits_cfg(ckpt)
+    cfg.teacher.checkpoint = missing
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        build(cfg)
+    # A checkpoint of another architecture: the error names missing/unexpected keys.
+    wrong = random_teacher_checkpoint(DIGITS['student'], str(tmp_path / 'student_arch.pth'))
+    cfg.teacher.checkpoint = wrong
+    with pytest.raises(RuntimeError, match=r'missing keys: \d+ .*backbone\.layer.*shape mismatch'):
+        build(cfg)
+    state = torch.load(ckpt, weights_only=True)
+    state['state_dict']['extra.weight'] = torch.zeros(1)
+    torch.save(state, tmp_path / 'extra.pth')
+    cfg.teacher.checkpoint = str(tmp_path / 'extra.pth')
+    with pytest.raises(RuntimeError, match=r"unexpected keys: 1 \['extra.weight'\]"):
+        build(cfg)
+
+
+def test_all_configs_build(teacher_ckpts, shapes_root):
+    """Every distillation config of the demo builds with its teacher (random weights)."""
+    for cfgs, name in ((DET, 'det'), (SEG, 'seg')):
+        cfg = Config.fromfile(cfgs['distill'])
+        cfg.model.teacher.checkpoint = teacher_ckpts[name]
+        d = build(cfg.model, cfg.default_scope)
+        assert isinstance(d, SingleTeacherDistiller)
