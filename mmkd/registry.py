@@ -19,4 +19,4 @@ DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmkd',
                     locations=['mmkd.datasets'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmkd',
                       locations=['mmkd.datasets'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd', locations=['mmkd.engine'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd')

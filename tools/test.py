@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmkd  # noqa: E402,F401
+from mmkd.distillers import resolve_config_path  # noqa: E402
 from mmkd.utils import setup_cpu_distributed  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(args.config)
+    cfg = Config.fromfile(resolve_config_path(args.config))  # also 'mmdet::...'
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

@@ -1,6 +1,8 @@
 from .model_builder import (build_model_in_scope, infer_model_scope,
-                            load_checkpoint_strict, load_model_config)
+                            load_checkpoint_strict, load_model_config,
+                            resolve_config_path)
 from .single_teacher import DistillBlock, SingleTeacherDistiller
 
 __all__ = ['SingleTeacherDistiller', 'DistillBlock', 'build_model_in_scope',
-           'infer_model_scope', 'load_checkpoint_strict', 'load_model_config']
+           'infer_model_scope', 'load_checkpoint_strict', 'load_model_config',
+           'resolve_config_path']

@@ -63,14 +63,7 @@ def load_model_config(config: Union[str, dict, Config]) -> Tuple[ConfigDict, Opt
     ``'mmdet::retinanet/retinanet_r101_fpn_2x_coco.py'``, a :class:`Config`, or a model dict.
     """
     if isinstance(config, str):
-        if '::' in config:
-            package, rel = config.split('::', 1)
-            path = _package_config_path(package, rel)
-        else:
-            path = osp.expanduser(config)
-            if not osp.isfile(path):
-                raise FileNotFoundError(f'Config file {config!r} does not exist.')
-        cfg = Config.fromfile(path)
+        cfg = Config.fromfile(resolve_config_path(config))
         if 'model' not in cfg:
             raise KeyError(f'Config {config!r} has no `model` field.')
         return cfg.model, cfg.get('default_scope', None)
@@ -81,8 +74,15 @@ def load_model_config(config: Union[str, dict, Config]) -> Tuple[ConfigDict, Opt
     raise TypeError(f'A model config is a path, Config or dict, got {type(config).__name__}.')
 
 
-def _package_config_path(package: str, rel: str) -> str:
-    """Locate ``package::rel`` in the configs that OpenMMLab packages ship in ``.mim``."""
+def resolve_config_path(config: str) -> str:
+    """A local config path, or ``package::rel`` located in the configs that OpenMMLab packages
+    ship in their ``.mim`` folder (``'mmdet::retinanet/retinanet_r50_fpn_2x_coco.py'``)."""
+    if '::' not in config:
+        path = osp.expanduser(config)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'Config file {config!r} does not exist.')
+        return path
+    package, rel = config.split('::', 1)
     package = {'mmseg': 'mmseg', 'mmsegmentation': 'mmseg', 'mmcls': 'mmpretrain'}.get(
         package, package)
     try:

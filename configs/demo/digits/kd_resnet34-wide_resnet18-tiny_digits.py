@@ -11,4 +11,4 @@ model = dict(
     blocks=dict(
         logits=dict(student='head.fc', teacher='head.fc',
                     method=dict(type='LogitKD', tau=4.0), loss_weight=1.0)),
-    dry_run_input_shape=(2, 3, 32, 32))
+    dry_run_input_shape=(2, 3, 16, 16))

@@ -1,5 +1,5 @@
 # Student baseline on the digits demo data (sklearn's 1,797 real 8x8 handwritten digits,
-# upsampled to 32x32): mmpretrain's CIFAR ResNet-18 at a quarter of its width.
+# upsampled to 16x16): mmpretrain's CIFAR ResNet-18 at a quarter of its width.
 _base_ = [
     'mmpretrain::_base_/models/resnet18_cifar.py',
     'mmpretrain::_base_/default_runtime.py',
@@ -12,25 +12,28 @@ model = dict(
 
 data_preprocessor = dict(num_classes=10, mean=[78.0] * 3, std=[82.6] * 3, to_rgb=False)
 
+img_size = 16
 train_pipeline = [
-    dict(type='RandomCrop', crop_size=32, padding=2),
+    dict(type='RandomCrop', crop_size=img_size, padding=2),
     dict(type='PackInputs'),
 ]
 test_pipeline = [dict(type='PackInputs')]
 train_dataloader = dict(
     batch_size=64, num_workers=0, persistent_workers=False,
-    dataset=dict(type='mmkd.DigitsDataset', split='train', pipeline=train_pipeline),
+    dataset=dict(type='mmkd.DigitsDataset', split='train', img_size=img_size,
+                 pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=128, num_workers=0, persistent_workers=False,
-    dataset=dict(type='mmkd.DigitsDataset', split='test', pipeline=test_pipeline),
+    dataset=dict(type='mmkd.DigitsDataset', split='test', img_size=img_size,
+                 pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-max_epochs = 6
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+max_epochs = 10
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = dict(type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs)
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
