@@ -178,3 +178,21 @@ def test_all_configs_build(teacher_ckpts, shapes_root):
         cfg.model.teacher.checkpoint = teacher_ckpts[name]
         d = build(cfg.model, cfg.default_scope)
         assert isinstance(d, SingleTeacherDistiller)
+
+
+def test_mixed_precision_autocast(teacher_ckpts):
+    """Under autocast (bf16 on CPU, as AMP does on GPU) the blocks' losses stay float32 and
+    gradients are finite: no dtype mismatch between a half-precision feature and a float
+    projector (a common connector bug)."""
+    cfg = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        feat=dict(student='backbone.layer3', teacher='backbone.layer3',
+                  method=dict(type='FeatureMSE')),
+        logits=dict(student='head.fc', teacher='head.fc', method=dict(type='LogitKD', tau=4))))
+    d = build(cfg).train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = d(*batch(), mode='loss')
+    for key in ('distill.feat.loss_mse', 'distill.logits.loss_kd'):
+        assert losses[key].dtype == torch.float32 and torch.isfinite(losses[key])
+    sum(losses.values()).backward()
+    grad = d.methods['feat'].connectors[0].weight.grad
+    assert grad is not None and torch.isfinite(grad).all()

@@ -25,18 +25,21 @@ DEMO = osp.join('configs', 'demo')
 
 TASKS = {
     'classification': dict(
+        folder=f'{DEMO}/digits',
         data='digits (sklearn, 1,347 train / 450 test)', metric='accuracy/top1',
         metric_name='top-1 (%)', work='work_dirs/demo/digits',
         teacher=f'{DEMO}/digits/resnet34-wide_digits.py',
         student=f'{DEMO}/digits/resnet18-tiny_digits.py',
         distill=f'{DEMO}/digits/kd_resnet34-wide_resnet18-tiny_digits.py'),
     'detection': dict(
+        folder=f'{DEMO}/shapes_det',
         data='shapes (generated, 300 train / 100 val)', metric='coco/bbox_mAP',
         metric_name='bbox mAP', work='work_dirs/demo/shapes_det',
         teacher=f'{DEMO}/shapes_det/retinanet_r34-wide_fpn_shapes.py',
         student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py',
         distill=f'{DEMO}/shapes_det/fitnet_retinanet_r34-wide_r18-tiny_fpn_shapes.py'),
     'segmentation': dict(
+        folder=f'{DEMO}/shapes_seg',
         data='shapes (generated, 300 train / 100 val)', metric='mIoU',
         metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg',
         teacher=f'{DEMO}/shapes_seg/deeplabv3_r34-wide-d8_shapes.py',
@@ -64,17 +67,19 @@ def train(config, work_dir, metric, options=()):
     return float(found[-1])
 
 
-def ensure_teacher(task, spec, retrain):
-    """Train the teacher once; keep its weights and score next to the path configs expect."""
-    ckpt = osp.join(REPO, spec['work'], 'teacher.pth')
-    info = osp.join(REPO, spec['work'], 'teacher.json')
+def ensure_teacher(task, spec, retrain, work_root=None, options=()):
+    """Train the teacher once; keep its weights and score in ``<work>/teacher.pth|json``
+    (by default the path the demo distillation configs name). Returns (score, checkpoint)."""
+    work_root = work_root or spec['work']
+    ckpt = osp.join(REPO, work_root, 'teacher.pth')
+    info = osp.join(REPO, work_root, 'teacher.json')
     if osp.isfile(ckpt) and osp.isfile(info) and not retrain:
         score = json.load(open(info))['score']
         print(f'[{task}] reusing teacher {osp.relpath(ckpt, REPO)} ({spec["metric"]} {score})')
-        return score
-    work = osp.join(spec['work'], 'teacher')
+        return score, ckpt
+    work = osp.join(work_root, 'teacher')
     print(f'[{task}] training the teacher ({spec["teacher"]}) ...', flush=True)
-    score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0'])
+    score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options])
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
         last = f.read().strip()
     import torch
@@ -83,7 +88,7 @@ def ensure_teacher(task, spec, retrain):
     state = safe_torch_load(last)['state_dict']
     torch.save(dict(state_dict=state, meta=dict(config=spec['teacher'])), ckpt)
     json.dump(dict(score=score, config=spec['teacher']), open(info, 'w'))
-    return score
+    return score, ckpt
 
 
 def fmt(values):
@@ -111,7 +116,7 @@ def main():
     for task in args.tasks:
         spec = TASKS[task]
         seeds = args.seeds or ([0, 1, 2] if task == 'classification' else [0])
-        teacher = ensure_teacher(task, spec, args.retrain_teachers)
+        teacher, _ = ensure_teacher(task, spec, args.retrain_teachers)
         base, dist = [], []
         for seed in seeds:
             print(f'[{task}] seed {seed}: student baseline ...', flush=True)

@@ -4,3 +4,11 @@ model = dict(
     backbone=dict(depth=34, stem_channels=32, base_channels=32),
     decode_head=dict(in_channels=256, channels=64),
     auxiliary_head=dict(in_channels=128, channels=32))
+
+max_iters = 550
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=max_iters, by_epoch=False),
+]
+default_hooks = dict(checkpoint=dict(interval=max_iters))

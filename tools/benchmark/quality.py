@@ -1,0 +1,141 @@
+"""Quality grid: every distillation method x task x seed on the demo data.
+
+    python tools/benchmark/quality.py                           # all tasks, all methods, 3 seeds
+    python tools/benchmark/quality.py --tasks classification --seeds 0 1 2 3 4
+    python tools/benchmark/quality.py --methods kd --cfg-options train_cfg.max_epochs=1
+
+Methods plug in by config: every config in ``configs/demo/<task>/`` whose model is an mmkd
+distiller is one grid column, named by its file-name prefix (``kd_...`` -> ``kd``). Each task's
+teacher is trained once (or reused, see tools/demo.py); the student baseline and each distilled
+student are trained with the same seeds and schedule through tools/train.py. Writes a markdown
+table (mean and standard deviation over seeds, gain, and gap closed =
+(distilled - student) / (teacher - student)), a JSON file with every run, and a PNG bar chart.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import statistics
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(REPO, 'tools'))
+sys.path.insert(0, REPO)
+
+from demo import TASKS, ensure_teacher, train  # noqa: E402
+
+
+def method_configs(spec):
+    """(method name, config path) for every distiller config in the task's demo folder."""
+    found = []
+    for path in sorted(glob.glob(osp.join(REPO, spec['folder'], '*.py'))):
+        text = open(path).read()
+        if 'SingleTeacherDistiller' in text:
+            found.append((osp.basename(path).split('_')[0], osp.relpath(path, REPO)))
+    return found
+
+
+def mean_std(values):
+    mean = statistics.mean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows):
+    lines = ['| task | metric | method | teacher | student | distilled | gain | gap closed | '
+             'seeds |', '|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        s_mean, s_std = mean_std(r['student'])
+        d_mean, d_std = mean_std(r['distilled'])
+        gap = r['teacher'] - s_mean
+        closed = f'{(d_mean - s_mean) / gap:+.2f}' if abs(gap) > 1e-9 else 'n/a'
+        lines.append(f'| {r["task"]} | {r["metric"]} | {r["method"]} | {r["teacher"]:.2f} | '
+                     f'{s_mean:.2f} ± {s_std:.2f} | {d_mean:.2f} ± {d_std:.2f} | '
+                     f'{d_mean - s_mean:+.2f} | {closed} | {len(r["seeds"])} |')
+    return '\n'.join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    tasks = list(dict.fromkeys(r['task'] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        task_rows = [r for r in rows if r['task'] == task]
+        names = ['student'] + [r['method'] for r in task_rows] + ['teacher']
+        stats = [mean_std(task_rows[0]['student'])] + \
+                [mean_std(r['distilled']) for r in task_rows] + [(task_rows[0]['teacher'], 0)]
+        colours = ['#9e9e9e'] + ['#1f77b4'] * len(task_rows) + ['#2ca02c']
+        ax.bar(names, [m for m, _ in stats], yerr=[s for _, s in stats], color=colours,
+               capsize=4)
+        low = min(m - s for m, s in stats)
+        high = max(m + s for m, s in stats)
+        ax.set_ylim(max(0, low - 0.15 * (high - low + 1e-6)), high + 0.1 * (high - low + 1e-6))
+        ax.set_title(f'{task} ({task_rows[0]["metric"]})')
+        ax.tick_params(axis='x', rotation=30)
+    fig.suptitle(f'mmkd demo quality grid (mean ± std over {len(rows[0]["seeds"])} seeds)')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
+    parser.add_argument('--methods', nargs='+', help='method names (config prefixes) to run')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--work-dir', default='work_dirs/benchmark/quality',
+                        help='root for runs (the teachers of tools/demo.py are reused)')
+    parser.add_argument('--teacher-work-dir', default=None,
+                        help='where teachers live/are trained (default: the demo\'s)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides passed to every run (e.g. a tiny setting)')
+    parser.add_argument('--out', default='work_dirs/benchmark/quality',
+                        help='folder for quality.md, quality.json and quality.png')
+    args = parser.parse_args()
+    start = time.time()
+
+    if {'detection', 'segmentation'} & set(args.tasks):
+        from mmkd.datasets import make_shapes_dataset
+        make_shapes_dataset(osp.join(REPO, 'data', 'shapes'))
+
+    rows = []
+    for task in args.tasks:
+        spec = TASKS[task]
+        methods = [(m, c) for m, c in method_configs(spec)
+                   if not args.methods or m in args.methods]
+        if not methods:
+            continue
+        teacher_root = (osp.join(args.teacher_work_dir, osp.basename(spec['work']))
+                        if args.teacher_work_dir else None)
+        teacher, ckpt = ensure_teacher(task, spec, False, teacher_root, args.cfg_options)
+        root = osp.join(args.work_dir, osp.basename(spec['work']))
+        student = [train(spec['student'], f'{root}/student_seed{s}', spec['metric'],
+                         [f'randomness.seed={s}', *args.cfg_options]) for s in args.seeds]
+        for method, config in methods:
+            print(f'[{task}] {method}: {config}', flush=True)
+            distilled = [train(config, f'{root}/{method}_seed{s}', spec['metric'],
+                               [f'randomness.seed={s}', f'model.teacher.checkpoint={ckpt}',
+                                *args.cfg_options]) for s in args.seeds]
+            rows.append(dict(task=task, metric=spec['metric_name'], method=method,
+                             config=config, teacher=teacher, student=student,
+                             distilled=distilled, seeds=args.seeds))
+    if not rows:
+        sys.exit('No distillation config matched --tasks/--methods.')
+
+    out = osp.join(REPO, args.out)
+    os.makedirs(out, exist_ok=True)
+    table = summarise(rows)
+    with open(osp.join(out, 'quality.md'), 'w') as f:
+        f.write(table + '\n')
+    with open(osp.join(out, 'quality.json'), 'w') as f:
+        json.dump(dict(rows=rows, cfg_options=args.cfg_options), f, indent=1)
+    plot(rows, osp.join(out, 'quality.png'))
+    print('\n' + table)
+    print(f'\nwrote {args.out}/quality.md, quality.json, quality.png '
+          f'({time.time() - start:.0f} s)')
+
+
+if __name__ == '__main__':
+    main()
