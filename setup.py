@@ -33,6 +33,8 @@ setup(
         'ftfy',
         'regex',
         'scikit-learn',
+        # mmengine 0.10, mmcv's build and mmseg import pkg_resources, gone in setuptools 81.
+        'setuptools<81',
     ],
     extras_require={'tests': ['pytest']},
     license='Apache-2.0',

@@ -28,14 +28,14 @@ fi
 PY=$VENV/bin/python
 PIP="$PY -m pip --disable-pip-version-check"
 
-# setuptools<81 keeps pkg_resources, which mmcv's setup.py imports.
-$PY -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) >= 81)' 2>/dev/null \
-    || $PIP install -q 'setuptools<81' wheel ninja
-
 if ! $PY -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.startswith('$TORCH_VERSION') and torchvision.__version__.startswith('$TORCHVISION_VERSION')))" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
     $PIP install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
+
+# setuptools<81 keeps pkg_resources, which mmcv's setup.py and, at run time, mmengine 0.10 import.
+# After torch: its install may pull a newer setuptools.
+$PY -c 'import pkg_resources' 2>/dev/null || $PIP install -q 'setuptools<81' wheel ninja
 
 if ! $PY -c "import mmcv, sys; from mmcv.ops import nms, roi_align; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
     wheel=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
