@@ -34,7 +34,7 @@ TASKS = {
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
         data='shapes (generated, 300 train / 100 val)', metric='coco/bbox_mAP',
-        metric_name='bbox mAP', work='work_dirs/demo/shapes_det',
+        metric_name='bbox mAP (%)', scale=100.0, work='work_dirs/demo/shapes_det',
         teacher=f'{DEMO}/shapes_det/retinanet_r34-wide_fpn_shapes.py',
         student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py',
         distill=f'{DEMO}/shapes_det/fitnet_retinanet_r34-wide_r18-tiny_fpn_shapes.py'),
@@ -44,12 +44,12 @@ TASKS = {
         metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg',
         teacher=f'{DEMO}/shapes_seg/deeplabv3_r34-wide-d8_shapes.py',
         student=f'{DEMO}/shapes_seg/deeplabv3_r18-tiny-d8_shapes.py',
-        distill=f'{DEMO}/shapes_seg/kd_deeplabv3_r34-wide_r18-tiny-d8_shapes.py'),
+        distill=f'{DEMO}/shapes_seg/fitnet_deeplabv3_r34-wide_r18-tiny-d8_shapes.py'),
 }
 
 
-def train(config, work_dir, metric, options=()):
-    """Run tools/train.py; return the last value of ``metric`` it logged."""
+def train(config, work_dir, metric, options=(), scale=1.0):
+    """Run tools/train.py; return the last value of ``metric`` it logged, times ``scale``."""
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
     if options:
         cmd += ['--cfg-options', *options]
@@ -64,7 +64,7 @@ def train(config, work_dir, metric, options=()):
     found = re.findall(rf'{re.escape(metric)}: (-?[0-9.]+)', text)
     if not found:
         sys.exit(f'No {metric} in the log of {config}; see {log}')
-    return float(found[-1])
+    return float(found[-1]) * scale
 
 
 def ensure_teacher(task, spec, retrain, work_root=None, options=()):
@@ -79,7 +79,8 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=()):
         return score, ckpt
     work = osp.join(work_root, 'teacher')
     print(f'[{task}] training the teacher ({spec["teacher"]}) ...', flush=True)
-    score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options])
+    score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options],
+                  spec.get('scale', 1.0))
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
         last = f.read().strip()
     import torch
@@ -121,10 +122,12 @@ def main():
         for seed in seeds:
             print(f'[{task}] seed {seed}: student baseline ...', flush=True)
             base.append(train(spec['student'], f'{spec["work"]}/student_seed{seed}',
-                              spec['metric'], [f'randomness.seed={seed}']))
+                              spec['metric'], [f'randomness.seed={seed}'],
+                              spec.get('scale', 1.0)))
             print(f'[{task}] seed {seed}: distilled student ...', flush=True)
             dist.append(train(spec['distill'], f'{spec["work"]}/distill_seed{seed}',
-                              spec['metric'], [f'randomness.seed={seed}']))
+                              spec['metric'], [f'randomness.seed={seed}'],
+                              spec.get('scale', 1.0)))
         gain = statistics.mean(dist) - statistics.mean(base)
         wins = sum(d > b for d, b in zip(dist, base))
         verdict = (f'gain {gain:+.2f} (better on {wins}/{len(seeds)} seeds)' if gain > 0 else

@@ -1,6 +1,6 @@
 """What distillation costs beyond the teacher's forward and the method's own modules.
 
-    python tools/benchmark/overhead.py CONFIG [--steps 20] [--warmup 5] [--device cpu|cuda]
+    python tools/benchmark/overhead.py CONFIG [--steps 30] [--warmup 10] [--device cpu|cuda]
 
 For a distillation config, on one real batch from its train dataloader, measures in one run:
 
@@ -147,8 +147,8 @@ def _phase_modules(distiller, phase):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
-    parser.add_argument('--steps', type=int, default=20)
-    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--steps', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--batch-size', type=int, default=None,
                         help='override the train dataloader batch size')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if any)')

@@ -111,13 +111,15 @@ def main():
                         if args.teacher_work_dir else None)
         teacher, ckpt = ensure_teacher(task, spec, False, teacher_root, args.cfg_options)
         root = osp.join(args.work_dir, osp.basename(spec['work']))
+        scale = spec.get('scale', 1.0)
         student = [train(spec['student'], f'{root}/student_seed{s}', spec['metric'],
-                         [f'randomness.seed={s}', *args.cfg_options]) for s in args.seeds]
+                         [f'randomness.seed={s}', *args.cfg_options], scale)
+                   for s in args.seeds]
         for method, config in methods:
             print(f'[{task}] {method}: {config}', flush=True)
             distilled = [train(config, f'{root}/{method}_seed{s}', spec['metric'],
                                [f'randomness.seed={s}', f'model.teacher.checkpoint={ckpt}',
-                                *args.cfg_options]) for s in args.seeds]
+                                *args.cfg_options], scale) for s in args.seeds]
             rows.append(dict(task=task, metric=spec['metric_name'], method=method,
                              config=config, teacher=teacher, student=student,
                              distilled=distilled, seeds=args.seeds))
