@@ -16,7 +16,6 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
-from mmengine.config import ConfigDict
 from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
@@ -215,8 +214,8 @@ class SingleTeacherDistiller(BaseModel):
         self.teacher.eval()
         inputs = torch.randn(*input_shape)
         try:
-            s_vals = self._record(self.student_recorder, self.student, inputs, stop=True)
-            t_vals = self._record(self.teacher_recorder, self.teacher, inputs, stop=True)
+            self._record(self.student_recorder, self.student, inputs, dry_run=True)
+            self._record(self.teacher_recorder, self.teacher, inputs, dry_run=True)
         finally:
             for m, mode in modes.items():
                 m.training = mode
@@ -225,14 +224,19 @@ class SingleTeacherDistiller(BaseModel):
         self.teacher_recorder.stop_after(last if self.stop_teacher_early else None,
                                          order.count(last))
         for block in self.blocks.values():
-            s = DistillBlock.gather(s_vals, block.student_points, block.student_multi)
-            t = DistillBlock.gather(t_vals, block.teacher_points, block.teacher_multi)
+            s = DistillBlock.gather(self.student_recorder, block.student_points,
+                                    block.student_multi)
+            t = DistillBlock.gather(self.teacher_recorder, block.teacher_points,
+                                    block.teacher_multi)
             block.method.build(s, t)
+        self.student_recorder.data = {}
+        self.teacher_recorder.data = {}
 
     @staticmethod
-    def _record(recorder, model, inputs, data_samples=None, stop=False):
-        """Forward ``model`` in tensor mode with ``recorder`` on; returns the recorder."""
-        if stop:  # dry run: stop after the last point to fire, found on the fly
+    def _record(recorder, model, inputs, data_samples=None, dry_run=False):
+        """Forward ``model`` in tensor mode with ``recorder`` on (values land in the recorder).
+        The dry run goes all the way: where to stop early is found from it."""
+        if dry_run:
             recorder.stop_after(None)
         recorder.start()
         try:
@@ -243,7 +247,6 @@ class SingleTeacherDistiller(BaseModel):
             recorder.enabled = False
             raise
         recorder.finish()
-        return recorder
 
     # ------------------------------------------------------------------ modes
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
