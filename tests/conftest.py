@@ -27,13 +27,10 @@ SEG = dict(
 
 def random_teacher_checkpoint(config_path: str, out_path: str, seed: int = 0) -> str:
     """Build the teacher from its config with random weights and save them (no network)."""
-    from mmkd.distillers import build_model_in_scope, load_model_config
+    from mmkd.distillers import build_model_in_scope, load_model_config, without_pretrained
     torch.manual_seed(seed)
     model_cfg, scope = load_model_config(config_path)  # local file or 'mmdet::...'
-    model_cfg.pop('pretrained', None)
-    if isinstance(model_cfg.get('backbone'), dict):
-        model_cfg.backbone.pop('init_cfg', None)
-    model = build_model_in_scope(model_cfg, scope)
+    model = build_model_in_scope(without_pretrained(model_cfg), scope)
     torch.save(dict(state_dict=model.state_dict(), meta=dict()), out_path)
     return out_path
 

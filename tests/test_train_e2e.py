@@ -145,3 +145,11 @@ def test_dist_train_two_cpu_processes_gloo(tmp_path, teacher_ckpts):
     # 1,347 images / (64 per process x 2 processes) -> 11 iterations per epoch.
     assert 'Epoch(train) [1][10/11]' in proc.stdout
     assert (work / 'epoch_1.pth').exists()
+
+
+def test_amp_without_gpu_is_a_clear_error(teacher_ckpts, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: --amp is valid here')
+    proc = run_tool(['tools/train.py', DIGITS['distill'], '--amp', '--work-dir', str(tmp_path)],
+                    check=False)
+    assert proc.returncode != 0 and '--amp' in proc.stdout and 'CUDA' in proc.stdout

@@ -10,13 +10,12 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmkd  # noqa: E402,F401  (registers modules, safe checkpoint loading)
-from mmkd.distillers import resolve_config_path  # noqa: E402
-from mmkd.utils import setup_cpu_distributed  # noqa: E402
+from mmkd.utils import load_tool_config, setup_cpu_distributed  # noqa: E402
 
 
 def parse_args():
@@ -39,17 +38,13 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = Config.fromfile(resolve_config_path(args.config))  # also 'mmdet::...'
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp: MMEngine\'s AmpOptimWrapper needs a CUDA (or NPU/MLU) '
+                             'device; none is available. Train without --amp on a CPU.')
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper == 'AmpOptimWrapper':
             print('AMP training is already enabled in the config.')

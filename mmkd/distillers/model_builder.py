@@ -6,6 +6,7 @@ under the ``mmdet`` default scope. Configs given to the distiller lose that info
 the scope of the config file the model came from, then the current default scope, then the first
 of the known OpenMMLab packages whose registry holds the type.
 """
+import copy
 import importlib
 import os.path as osp
 from typing import Optional, Tuple, Union
@@ -54,6 +55,16 @@ def build_model_in_scope(model_cfg: dict, scope: Optional[str] = None) -> nn.Mod
     scope = infer_model_scope(model_cfg, scope)
     with DefaultScope.overwrite_default_scope(scope):
         return MMENGINE_MODELS.build(model_cfg)
+
+
+def without_pretrained(model_cfg: dict) -> ConfigDict:
+    """A copy of ``model_cfg`` that downloads nothing when built: no ``pretrained`` and no
+    backbone ``init_cfg`` (for models whose weights all come from a checkpoint)."""
+    cfg = ConfigDict(copy.deepcopy(dict(model_cfg)))
+    cfg.pop('pretrained', None)
+    if isinstance(cfg.get('backbone'), dict):
+        cfg.backbone.pop('init_cfg', None)
+    return cfg
 
 
 def load_model_config(config: Union[str, dict, Config]) -> Tuple[ConfigDict, Optional[str]]:

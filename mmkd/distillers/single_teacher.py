@@ -22,7 +22,7 @@ from mmengine.registry import DefaultScope
 from ..recorders import ModuleRecorder, RecordPoint, StopForward, find_module, parse_point
 from ..registry import MODELS
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
-                            load_model_config)
+                            load_model_config, without_pretrained)
 
 BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight')
 TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope')
@@ -189,11 +189,7 @@ class SingleTeacherDistiller(BaseModel):
                            'required.')
         source = teacher.get('config', teacher.get('model'))
         cfg, file_scope = load_model_config(source)
-        cfg = copy.deepcopy(cfg)
-        cfg.pop('pretrained', None)
-        # The teacher's weights all come from its checkpoint: no backbone pretrain download.
-        if isinstance(cfg.get('backbone'), dict):
-            cfg.backbone.pop('init_cfg', None)
+        cfg = without_pretrained(cfg)  # all teacher weights come from its checkpoint
         self.teacher_scope = infer_model_scope(cfg, teacher.get('scope') or file_scope)
         model = build_model_in_scope(cfg, self.teacher_scope)
         desc = f'teacher ({source if isinstance(source, str) else cfg.get("type")})'

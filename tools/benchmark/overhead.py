@@ -59,13 +59,12 @@ def build(config, device, random_teacher, batch_size):
     model_cfg = cfg.model
     ckpt = model_cfg.teacher.checkpoint
     if random_teacher or ckpt.startswith(('http://', 'https://')) or not osp.isfile(ckpt):
-        from mmkd.distillers import build_model_in_scope, load_model_config
+        from mmkd.distillers import (build_model_in_scope, load_model_config,
+                                     without_pretrained)
         t_cfg, scope = load_model_config(model_cfg.teacher.config)
-        t_cfg.pop('pretrained', None)
-        if isinstance(t_cfg.get('backbone'), dict):
-            t_cfg.backbone.pop('init_cfg', None)
+        teacher = build_model_in_scope(without_pretrained(t_cfg), scope)
         path = osp.join(tempfile.mkdtemp(), 'random_teacher.pth')
-        torch.save(dict(state_dict=build_model_in_scope(t_cfg, scope).state_dict()), path)
+        torch.save(dict(state_dict=teacher.state_dict()), path)
         model_cfg.teacher.checkpoint = path
     if cfg.get('data_preprocessor'):
         model_cfg.data_preprocessor = cfg.data_preprocessor
