@@ -36,6 +36,7 @@ setup(
         # mmengine 0.10, mmcv's build and mmseg import pkg_resources, gone in setuptools 81.
         'setuptools<81',
     ],
-    extras_require={'tests': ['pytest']},
+    # diffusers: test-only cross-check of DiffKD's DDIM sampler against DDIMScheduler.
+    extras_require={'tests': ['pytest', 'diffusers']},
     license='Apache-2.0',
 )

@@ -1,5 +1,10 @@
 from .base import BaseDistillMethod, LevelwiseMethod
+from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoiseAdapter,
+                     LinearAutoEncoder)
+from .dist import DIST
 from .feature_mse import FeatureMSE
 from .logit_kd import LogitKD
 
-__all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD']
+__all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
+           'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
+           'DDIMSampler']

@@ -60,7 +60,8 @@ class LevelwiseMethod(BaseDistillMethod):
         share_levels (bool): one connector shared by all levels (needs equal shapes across
             levels) instead of one per level. Default False.
         level_reduction (str): 'sum' (default; each FPN level counts as its own loss term, as
-            detection KD methods usually do) or 'mean'.
+            detection KD methods usually do) or 'mean'. Logged diagnostics (keys without
+            'loss') are averaged over levels either way.
     """
 
     def __init__(self, share_levels: bool = False, level_reduction: str = 'sum', init_cfg=None):
@@ -107,9 +108,9 @@ class LevelwiseMethod(BaseDistillMethod):
             conn = self.connectors[0 if self.share_levels else i]
             for k, v in self.level_loss(s, t, conn, data_samples).items():
                 total[k] = total[k] + v if k in total else v
-        if self.level_reduction == 'mean':
-            total = {k: v / len(pairs) for k, v in total.items()}
-        return total
+        # Diagnostics (keys without 'loss', e.g. DiffKD's gamma) are always averaged over levels.
+        return {k: v / len(pairs) if self.level_reduction == 'mean' or 'loss' not in k else v
+                for k, v in total.items()}
 
 
 def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str = 'bilinear') -> torch.Tensor:
