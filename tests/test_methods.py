@@ -98,3 +98,51 @@ def test_gradients_reach_student_and_projector_only():
     m(s, t)['loss_mse'].backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert m.connectors[0].weight.grad.abs().sum() > 0
+
+
+# --- DIST (Huang et al., 2022) and the named distances ---------------------------------------
+
+def manual_dist(s, t, tau=1.0, beta=1.0, gamma=1.0):
+    """Row-by-row Pearson correlations, written out with explicit loops."""
+    def rho(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / (a.norm() * b.norm()))
+    p_s, p_t = (s / tau).softmax(1).double(), (t / tau).softmax(1).double()
+    inter = 1 - sum(rho(p_s[i], p_t[i]) for i in range(len(p_s))) / len(p_s)
+    intra = 1 - sum(rho(p_s[:, c], p_t[:, c]) for c in range(p_s.shape[1])) / p_s.shape[1]
+    return tau ** 2 * (beta * inter + gamma * intra)
+
+
+def test_dist_matches_formula_limits_and_dense_maps():
+    from mmkd.losses import dist_loss
+    from mmkd.methods import DIST
+    s = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 0.0], [-2.0, 0.0, 2.0]])
+    t = torch.tensor([[1.5, 1.0, -0.5], [0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [-1.0, 0.5, 1.0]])
+    for tau, beta, gamma in ((1.0, 1.0, 1.0), (4.0, 2.0, 0.5)):
+        assert float(dist_loss(s, t, tau, beta, gamma)) == pytest.approx(
+            manual_dist(s, t, tau, beta, gamma), rel=1e-5)
+    assert float(dist_loss(t, t)) < 1e-6  # identical predictions -> perfectly correlated
+    # Correlation ignores a positive affine change of the probabilities: sharpening the
+    # teacher leaves the inter-class term of a two-class problem unchanged at 0.
+    two = torch.tensor([[1.0, -1.0], [0.5, 0.2]])
+    assert float(dist_loss(two, 3 * two, beta=1.0, gamma=0.0)) < 1e-6
+    # Dense maps: every pixel is a sample.
+    torch.manual_seed(0)
+    sm, tm = torch.randn(2, 5, 3, 3), torch.randn(2, 5, 3, 3)
+    flat = lambda x: x.permute(0, 2, 3, 1).reshape(-1, 5)
+    torch.testing.assert_close(dist_loss(sm, tm), dist_loss(flat(sm), flat(tm)))
+    method = DIST()
+    method.build(sm, tm)
+    torch.testing.assert_close(method(sm, tm)['loss_dist'], dist_loss(sm, tm))
+
+
+def test_build_distance_names_and_options():
+    from mmkd.losses import build_distance, kl_divergence_with_temperature
+    s, t = torch.randn(3, 4), torch.randn(3, 4)
+    torch.testing.assert_close(build_distance('mse')(s, t), F.mse_loss(s, t))
+    torch.testing.assert_close(build_distance(dict(type='kl', tau=2.0))(s, t),
+                               kl_divergence_with_temperature(s, t, 2.0))
+    with pytest.raises(ValueError, match=r"valid distances: \['dist', 'kl', 'mse'\]"):
+        build_distance('l1')
+    with pytest.raises(ValueError, match=r"valid options: \['tau'\]"):
+        build_distance(dict(type='kl', beta=1.0))

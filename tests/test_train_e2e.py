@@ -1,4 +1,5 @@
 """End to end through the command-line tools, as a user runs them (CPU, a few iterations)."""
+import glob
 import os.path as osp
 import re
 import shutil
@@ -153,3 +154,34 @@ def test_amp_without_gpu_is_a_clear_error(teacher_ckpts, tmp_path):
     proc = run_tool(['tools/train.py', DIGITS['distill'], '--amp', '--work-dir', str(tmp_path)],
                     check=False)
     assert proc.returncode != 0 and '--amp' in proc.stdout and 'CUDA' in proc.stdout
+
+
+DEMO_DISTILL = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*', '*_*_*.py')))
+TASK_OF_FOLDER = dict(digits='digits', shapes_det='det', shapes_seg='seg')
+
+
+@pytest.mark.parametrize('path', [p for p in DEMO_DISTILL
+                                  if 'SingleTeacherDistiller' in open(p).read()],
+                         ids=lambda p: osp.relpath(p, osp.join(REPO, 'configs', 'demo')))
+def test_every_demo_distillation_config_trains_a_few_iterations(path, tmp_path, shapes_root,
+                                                                 teacher_ckpts):
+    """Each method's demo config, through tools/train.py: every block logs its losses."""
+    folder = osp.basename(osp.dirname(path))
+    opts = [f'model.teacher.checkpoint={teacher_ckpts[TASK_OF_FOLDER[folder]]}',
+            'default_hooks.logger.interval=1']
+    if folder == 'digits':
+        opts += ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=96',
+                 'train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=32']
+    else:
+        opts += [*shapes_options(shapes_root, det=folder == 'shapes_det'),
+                 'train_cfg.max_iters=3', 'train_cfg.val_interval=3']
+    out = run_tool(['tools/train.py', path, '--work-dir', str(tmp_path), '--cfg-options',
+                    *opts]).stdout
+    blocks = Config.fromfile(path).model.blocks
+    for name, block in blocks.items():
+        logged = re.findall(rf'distill\.{name}\.(\w+): ([-0-9.e]+)', out)
+        assert any(k.startswith('loss') for k, _ in logged), (name, out[-3000:])
+        if block.method.type == 'DiffKD':  # the method's diagnostic is logged
+            gammas = [float(v) for k, v in logged if k == 'gamma']
+            assert gammas and all(0 < g < 1 for g in gammas)
+    assert 'student.loss' in out
