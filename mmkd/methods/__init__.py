@@ -4,7 +4,8 @@ from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoi
 from .dist import DIST
 from .feature_mse import FeatureMSE
 from .logit_kd import LogitKD
+from .vkd import OrthogonalProjector, VkD
 
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
            'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
-           'DDIMSampler']
+           'DDIMSampler', 'VkD', 'OrthogonalProjector']

@@ -1,0 +1,185 @@
+"""VkD: "Improving Knowledge Distillation using Orthogonal Projections" (Miles, Elezi, Deng,
+CVPR 2024).
+
+The student feature is mapped to the teacher's width by a bias-free *orthogonal* linear map (so
+the projector cannot distort the student's feature geometry; it can only rotate/embed it), the
+target is normalised in a task-specific way, and the two are matched with a smooth L1 loss::
+
+    student (N, C_s) | (N, L, C_s) | (N, C_s, H, W)  -> tokens (M, C_s)
+    projected = W s [* scale + bias],   W (C_t, C_s) with W^T W = I (C_t >= C_s) or W W^T = I
+    target    = norm(teacher tokens (M, C_t));   projected also normalised for 'batch'
+    loss      = smooth_l1(projected, target, beta)      (or MSE)
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch.nn.utils import parametrizations
+
+from ..registry import MODELS
+from .base import LevelwiseMethod, resize_like
+
+
+class OrthogonalProjector(BaseModule):
+    """Bias-free linear map C_in -> C_out whose weight stays orthogonal.
+
+    Built on ``torch.nn.utils.parametrizations.orthogonal`` (its default map): the optimiser
+    updates an unconstrained parameter and the weight is recomputed as an orthogonal matrix, so
+    ``W^T W = I`` when the student is narrower (C_out >= C_in: columns orthonormal, inner
+    products preserved) and ``W W^T = I`` when it is wider (rows orthonormal).
+
+    Args:
+        in_channels, out_channels (int): C_in (student) and C_out (teacher).
+        affine (bool): learnable per-output-channel scale (init 1) and bias (init 0) after the
+            orthogonal map, the authors' detection variant. Default False.
+    Shapes: (..., C_in) -> (..., C_out).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, affine: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.linear = parametrizations.orthogonal(nn.Linear(in_channels, out_channels,
+                                                            bias=False))
+        self.affine = affine
+        if affine:
+            self.scale = nn.Parameter(torch.ones(out_channels))
+            self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The current orthogonal weight (C_out, C_in)."""
+        return self.linear.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The orthogonal weight is computed outside autocast (in the parameter's float32): only
+        # the product runs in the autocast dtype, so AMP cannot break the parametrisation.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            weight = self.linear.weight
+        out = F.linear(x, weight.to(x.dtype))
+        if self.affine:
+            out = out * self.scale + self.bias
+        return out
+
+
+def standardize_per_sample(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance over the channels of each token (layer norm without affine).
+    x (M, C)."""
+    return F.layer_norm(x, x.shape[-1:], eps=eps)
+
+
+def standardize_per_channel(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance of each channel over all M tokens of the batch (batch norm
+    statistics of this batch, no affine, no running averages). x (M, C)."""
+    mean = x.mean(dim=0, keepdim=True)
+    var = x.var(dim=0, unbiased=False, keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
+
+
+def whiten(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """ZCA whitening: centred tokens with (approximately) identity covariance. x (M, C).
+
+    The covariance is shrunk towards ``eps * mean eigenvalue * I`` before its inverse square
+    root is taken (in float64), so batches with fewer tokens than channels (a singular
+    covariance) give finite outputs; with M >> C and small ``eps`` the result has identity
+    covariance. The statistics are detached (the target is a teacher feature).
+    """
+    dtype = x.dtype
+    x = x.double()
+    x = x - x.mean(dim=0, keepdim=True)
+    with torch.no_grad():
+        cov = x.t() @ x / max(x.shape[0] - 1, 1)
+        shrink = eps * cov.diagonal().mean().clamp_min(1e-12)
+        cov = cov + shrink * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        eigval, eigvec = torch.linalg.eigh(cov)
+        inv_sqrt = eigvec @ torch.diag(eigval.clamp_min(shrink).rsqrt()) @ eigvec.t()
+    return (x @ inv_sqrt).to(dtype)
+
+
+NORMALIZATIONS = {
+    'sample': standardize_per_sample,    # classification
+    'batch': standardize_per_channel,    # dense tasks (detection, segmentation)
+    'whiten': whiten,                    # generation
+    'none': lambda x: x,
+}
+
+
+def as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(N, C) -> (N, C); (N, L, C) -> (N*L, C); (N, C, H, W) -> (N*H*W, C), positions as tokens."""
+    if x.dim() == 2:
+        return x
+    if x.dim() == 3:
+        return x.reshape(-1, x.shape[-1])
+    if x.dim() == 4:
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    raise ValueError(f'VkD expects (N, C), (N, L, C) or (N, C, H, W), got {tuple(x.shape)}.')
+
+
+@MODELS.register_module()
+class VkD(LevelwiseMethod):
+    """Orthogonal projection + task-specific normalisation + smooth L1.
+
+    Inputs per level: vectors (N, C), tokens (N, L, C) or maps (N, C, H, W) (positions are
+    tokens; a student map of another size is resized bilinearly to the teacher's, token counts
+    must match). ``pool=True`` averages tokens / positions first (the classification setting:
+    mean of the student's patch tokens vs the teacher's globally pooled last stage).
+    FPN tuples: one projector per level, or one for all with ``share_levels=True``.
+
+    Args:
+        normalize (str): target normalisation: 'sample' (per-token standardisation over
+            channels, classification), 'batch' (per-channel standardisation over all tokens
+            of the batch, dense tasks), 'whiten' (identity covariance, generation) or 'none'.
+            Default 'sample'.
+        normalize_student (bool, optional): also normalise the projected student the same way.
+            Default None = only for 'batch', as the paper does for detection.
+        affine (bool): per-channel scale and bias after the projector (detection variant).
+        distance (str): 'smooth_l1' (default, paper) or 'l2' (MSE).
+        beta (float): smooth L1 transition point. Default 1.0 (paper).
+        pool (bool): average tokens / positions before projecting. Default False.
+        eps (float): numerical floor of the normalisations. Default 1e-5.
+        loss_name (str): key of the returned loss. Default 'loss_vkd'.
+    """
+
+    def __init__(self, normalize: str = 'sample', normalize_student: Optional[bool] = None,
+                 affine: bool = False, distance: str = 'smooth_l1', beta: float = 1.0,
+                 pool: bool = False, eps: float = 1e-5, loss_name: str = 'loss_vkd', **kwargs):
+        super().__init__(**kwargs)
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f'VkD normalize must be one of {list(NORMALIZATIONS)}, got '
+                             f'{normalize!r}')
+        if distance not in ('smooth_l1', 'l2'):
+            raise ValueError(f"VkD distance must be 'smooth_l1' or 'l2', got {distance!r}")
+        self.normalize = normalize
+        self.normalize_student = (normalize == 'batch' if normalize_student is None
+                                  else normalize_student)
+        self.affine, self.distance, self.beta = affine, distance, beta
+        self.pool, self.eps, self.loss_name = pool, eps, loss_name
+
+    def _tokens(self, x: torch.Tensor, ref: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.pool and x.dim() > 2:
+            return x.mean(dim=1) if x.dim() == 3 else x.flatten(2).mean(dim=2)
+        if ref is not None and x.dim() == 4:
+            x = resize_like(x, ref)
+        return as_tokens(x)
+
+    def build_level(self, student, teacher):
+        s, t = self._tokens(student, teacher), self._tokens(teacher)
+        return OrthogonalProjector(s.shape[-1], t.shape[-1], affine=self.affine)
+
+    def level_loss(self, student, teacher, connector, data_samples=None
+                   ) -> Dict[str, torch.Tensor]:
+        s, t = self._tokens(student, teacher), self._tokens(teacher)
+        if s.shape[0] != t.shape[0]:
+            raise ValueError(f'VkD: student gives {s.shape[0]} tokens and teacher {t.shape[0]}; '
+                             'use pool=True or record features with matching token counts.')
+        norm = NORMALIZATIONS[self.normalize]
+        projected = connector(s).float()
+        target = norm(t.float(), self.eps) if self.normalize != 'none' else t.float()
+        if self.normalize_student and self.normalize != 'none':
+            projected = norm(projected, self.eps)
+        if self.distance == 'smooth_l1':
+            loss = F.smooth_l1_loss(projected, target, beta=self.beta)
+        else:
+            loss = F.mse_loss(projected, target)
+        return {self.loss_name: loss}
