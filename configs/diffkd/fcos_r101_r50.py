@@ -9,7 +9,7 @@ model = dict(
     type='mmkd.SingleTeacherDistiller',
     student={{_base_.model}},
     teacher=dict(
-        config='mmdet::fcos/fcos_r101-caffe_fpn_gn-head-ms-640-800-2x_coco.py',
+        config='mmdet::fcos/fcos_r101-caffe_fpn_gn-head_ms-640-800-2x_coco.py',
         checkpoint='https://download.openmmlab.com/mmdetection/v2.0/fcos/'
                    'fcos_r101_caffe_fpn_gn-head_mstrain_640-800_2x_coco/'
                    'fcos_r101_caffe_fpn_gn-head_mstrain_640-800_2x_coco-511424d6.pth'),

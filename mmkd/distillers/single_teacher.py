@@ -231,7 +231,11 @@ class SingleTeacherDistiller(BaseModel):
     @staticmethod
     def _record(recorder, model, inputs, data_samples=None, dry_run=False):
         """Forward ``model`` in tensor mode with ``recorder`` on (values land in the recorder).
-        The dry run goes all the way: where to stop early is found from it."""
+
+        The dry run goes all the way: where to stop early is found from it. It has no data
+        samples, which some models need after the recorded modules (a two-stage detector's RPN
+        needs image metas): an error raised once every point has been recorded is ignored.
+        """
         if dry_run:
             recorder.stop_after(None)
         recorder.start()
@@ -241,7 +245,9 @@ class SingleTeacherDistiller(BaseModel):
             pass
         except Exception:
             recorder.enabled = False
-            raise
+            missing = [str(p) for p in recorder.points if p not in recorder.data]
+            if not dry_run or missing:
+                raise
         recorder.finish()
 
     # ------------------------------------------------------------------ modes
