@@ -37,6 +37,7 @@ setup(
         'setuptools<81',
     ],
     # diffusers: test-only cross-check of DiffKD's DDIM sampler against DDIMScheduler.
-    extras_require={'tests': ['pytest', 'diffusers']},
+    # timm: the VkD ImageNet teacher (RegNetY-160) through mmpretrain's TIMMBackbone.
+    extras_require={'tests': ['pytest', 'diffusers', 'timm'], 'timm': ['timm']},
     license='Apache-2.0',
 )

@@ -17,7 +17,7 @@ from mmkd.distillers import SingleTeacherDistiller, load_model_config
 from conftest import REPO, random_teacher_checkpoint
 
 FULL_SCALE = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
-                    if '/demo/' not in p)
+                    if '/demo/' not in p and 'SingleTeacherDistiller' in open(p).read())
 DEMO_DISTILL = sorted(p for p in glob.glob(osp.join(REPO, 'configs', 'demo', '*', '*.py'))
                       if 'teacher' in open(p).read() and 'mmkd.SingleTeacherDistiller' in
                       open(p).read())
@@ -38,10 +38,12 @@ def test_distillation_config_builds(path, tmp_path):
     assert model.type == 'mmkd.SingleTeacherDistiller'
     ckpt = model.teacher.checkpoint
     if '/demo/' not in path:
-        assert ckpt.startswith('https://download.openmmlab.com/')
+        assert ckpt.startswith('https://')  # a published checkpoint (metafile / authors')
     load_model_config(model.teacher.config)  # the teacher config exists
     model.teacher.checkpoint = random_teacher_checkpoint(model.teacher.config,
                                                          str(tmp_path / 'teacher.pth'))
+    # The random checkpoint is in the model's own key layout (revise_keys has its own test).
+    model.teacher.pop('revise_keys', None)
     if '/demo/' not in path:
         model.dry_run_input_shape = (1, 3, 64, 64)  # enough to size methods, quick on a CPU
     with DefaultScope.overwrite_default_scope(cfg.default_scope):

@@ -129,3 +129,29 @@ def test_bf16_autocast_keeps_the_projector_orthogonal():
     weight = m.connectors[0].weight.detach()
     assert weight.dtype == torch.float32
     gram_is_identity(weight)
+
+
+def test_timm_teacher_checkpoint_loads_through_revise_keys(tmp_path):
+    """The VkD ImageNet teacher: DeiT's RegNetY-160 weights are in timm's layout under 'model';
+    revise_keys maps them onto the mmpretrain classifier wrapping timm's backbone."""
+    timm = pytest.importorskip('timm')
+    from mmengine.config import Config
+
+    from conftest import REPO
+    from mmkd.distillers import (build_model_in_scope, load_checkpoint_strict,
+                                 load_model_config)
+    cfg = Config.fromfile(f'{REPO}/configs/vkd/vkd_deit-tiny_regnety-160_in1k.py')
+    torch.manual_seed(0)
+    source = timm.create_model('regnety_160', pretrained=False)
+    path = str(tmp_path / 'regnety_160.pth')
+    torch.save(dict(model=source.state_dict()), path)
+    model_cfg, scope = load_model_config(cfg.model.teacher.config)
+    teacher = build_model_in_scope(model_cfg, scope)
+    load_checkpoint_strict(teacher, path, revise_keys=cfg.model.teacher.revise_keys)
+    teacher.eval()
+    source.eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # same weights -> the same logits as timm's own model
+        torch.testing.assert_close(teacher(image, mode='tensor'), source(image))
+    with pytest.raises(RuntimeError, match='unexpected keys'):
+        load_checkpoint_strict(teacher, path)  # without the revision nothing matches

@@ -9,7 +9,8 @@ of the known OpenMMLab packages whose registry holds the type.
 import copy
 import importlib
 import os.path as osp
-from typing import Optional, Tuple, Union
+import re
+from typing import Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
@@ -107,8 +108,14 @@ def resolve_config_path(config: str) -> str:
     return path
 
 
-def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teacher') -> dict:
+def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teacher',
+                          revise_keys: Sequence[Sequence[str]] = ()) -> dict:
     """Load ``checkpoint`` (path or URL) into ``model``; every key must match exactly.
+
+    The weights are the checkpoint's ``state_dict`` (OpenMMLab), else its ``model`` (DeiT,
+    timm training scripts), else the checkpoint itself; a ``module.`` prefix is dropped.
+    ``revise_keys`` is a list of ``(regex, replacement)`` applied in order to every key (as in
+    ``mmengine.runner.load_checkpoint``), for checkpoints from another codebase.
 
     Raises FileNotFoundError for a missing file and a RuntimeError that names the missing,
     unexpected and mis-shaped keys for any mismatch (before touching the model).
@@ -119,8 +126,12 @@ def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teach
     if not is_url and not osp.isfile(osp.expanduser(checkpoint)):
         raise FileNotFoundError(f'The {desc} checkpoint {checkpoint!r} does not exist.')
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    state = ckpt
+    if isinstance(ckpt, dict):
+        state = ckpt['state_dict'] if 'state_dict' in ckpt else ckpt.get('model', ckpt)
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+    for pattern, replacement in revise_keys:
+        state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

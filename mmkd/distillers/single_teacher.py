@@ -25,7 +25,7 @@ from .model_builder import (build_model_in_scope, infer_model_scope, load_checkp
                             load_model_config, without_pretrained)
 
 BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight')
-TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope')
+TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope', 'revise_keys')
 
 
 class DistillBlock:
@@ -82,7 +82,8 @@ class SingleTeacherDistiller(BaseModel):
             of a config whose ``model`` is the student (``'mmdet::...'`` or a local file).
         teacher (dict): ``config`` (a path as above; its ``default_scope`` says which package
             builds it) or ``model`` (a model dict), plus ``checkpoint`` (path or URL, loaded
-            strictly) and optionally ``scope``.
+            strictly) and optionally ``scope`` and ``revise_keys`` (``[(regex, replacement)]``
+            applied to the checkpoint's keys, for weights from another codebase, e.g. timm).
         blocks (dict): ``name -> dict(student=point(s), teacher=point(s), method=cfg,
             loss_weight=1.0)``. See :mod:`mmkd.recorders` for point syntax.
         student_scope (str, optional): registry scope of the student; inferred when None.
@@ -193,7 +194,8 @@ class SingleTeacherDistiller(BaseModel):
         self.teacher_scope = infer_model_scope(cfg, teacher.get('scope') or file_scope)
         model = build_model_in_scope(cfg, self.teacher_scope)
         desc = f'teacher ({source if isinstance(source, str) else cfg.get("type")})'
-        load_checkpoint_strict(model, teacher['checkpoint'], desc)
+        load_checkpoint_strict(model, teacher['checkpoint'], desc,
+                               revise_keys=teacher.get('revise_keys', ()))
         self.teacher_checkpoint = teacher['checkpoint']
         # Runner.init_weights() must not re-initialise loaded weights.
         for m in model.modules():

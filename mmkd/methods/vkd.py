@@ -137,13 +137,16 @@ class VkD(LevelwiseMethod):
         distance (str): 'smooth_l1' (default, paper) or 'l2' (MSE).
         beta (float): smooth L1 transition point. Default 1.0 (paper).
         pool (bool): average tokens / positions before projecting. Default False.
+        skip_tokens (int): leading tokens of (N, L, C) inputs to drop first (1 for a ViT's class
+            token, so pooling averages the patch tokens only, as the paper does). Default 0.
         eps (float): numerical floor of the normalisations. Default 1e-5.
         loss_name (str): key of the returned loss. Default 'loss_vkd'.
     """
 
     def __init__(self, normalize: str = 'sample', normalize_student: Optional[bool] = None,
                  affine: bool = False, distance: str = 'smooth_l1', beta: float = 1.0,
-                 pool: bool = False, eps: float = 1e-5, loss_name: str = 'loss_vkd', **kwargs):
+                 pool: bool = False, skip_tokens: int = 0, eps: float = 1e-5,
+                 loss_name: str = 'loss_vkd', **kwargs):
         super().__init__(**kwargs)
         if normalize not in NORMALIZATIONS:
             raise ValueError(f'VkD normalize must be one of {list(NORMALIZATIONS)}, got '
@@ -154,9 +157,12 @@ class VkD(LevelwiseMethod):
         self.normalize_student = (normalize == 'batch' if normalize_student is None
                                   else normalize_student)
         self.affine, self.distance, self.beta = affine, distance, beta
-        self.pool, self.eps, self.loss_name = pool, eps, loss_name
+        self.pool, self.skip_tokens = pool, skip_tokens
+        self.eps, self.loss_name = eps, loss_name
 
     def _tokens(self, x: torch.Tensor, ref: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if x.dim() == 3 and self.skip_tokens:
+            x = x[:, self.skip_tokens:]
         if self.pool and x.dim() > 2:
             return x.mean(dim=1) if x.dim() == 3 else x.flatten(2).mean(dim=2)
         if ref is not None and x.dim() == 4:
