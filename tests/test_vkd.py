@@ -155,3 +155,15 @@ def test_timm_teacher_checkpoint_loads_through_revise_keys(tmp_path):
         torch.testing.assert_close(teacher(image, mode='tensor'), source(image))
     with pytest.raises(RuntimeError, match='unexpected keys'):
         load_checkpoint_strict(teacher, path)  # without the revision nothing matches
+
+
+def test_pooling_skips_the_class_token():
+    torch.manual_seed(0)
+    tokens, teacher = torch.randn(4, 5, 8), torch.randn(4, 16)
+    m = built(VkD(pool=True, skip_tokens=1, normalize='none'), tokens, teacher)
+    changed = tokens.clone()
+    changed[:, 0] += 100.0  # the class token does not enter the loss
+    torch.testing.assert_close(m(changed, teacher)['loss_vkd'], m(tokens, teacher)['loss_vkd'])
+    w = m.connectors[0].weight.detach()
+    expected = smooth_l1(tokens[:, 1:].mean(1) @ w.t() - teacher, 1.0)
+    torch.testing.assert_close(m(tokens, teacher)['loss_vkd'], expected)
