@@ -19,7 +19,8 @@ import torch.nn as nn
 from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 
-from ..recorders import ModuleRecorder, RecordPoint, StopForward, find_module, parse_point
+from ..recorders import (ModuleRecorder, RecordPoint, StopForward, expand_points, find_module,
+                         parse_point)
 from ..registry import MODELS
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
@@ -134,8 +135,10 @@ class SingleTeacherDistiller(BaseModel):
                 raise KeyError(f'Block {name!r}: unknown keys {sorted(unknown)}, missing keys '
                                f'{sorted(missing)}; valid keys are {list(BLOCK_KEYS)}.')
             methods[name] = _build_method(cfg['method'], name)
-            block = DistillBlock(name, cfg['student'], cfg['teacher'], methods[name],
-                                 cfg.get('loss_weight', 1.0))
+            block = DistillBlock(
+                name, expand_points(cfg['student'], self.student, f'student (block {name!r})'),
+                expand_points(cfg['teacher'], self.teacher, f'teacher (block {name!r})'),
+                methods[name], cfg.get('loss_weight', 1.0))
             for model, points, desc in ((self.student, block.student_points, 'student'),
                                         (self.teacher, block.teacher_points, 'teacher')):
                 for point in points:  # fail here, naming the block, on a wrong module name

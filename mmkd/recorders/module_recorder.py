@@ -11,8 +11,13 @@ index into a tuple/list output (``'neck[0]'`` is the first FPN level). Strings a
 
 If a module runs several times in one forward (a detection head shared across FPN levels), the
 recorded value is the tuple of all its calls, in call order.
+
+Block specs may use wildcards in module names (``*`` and ``?``, matched per dotted component):
+``'backbone.layer*.*'`` is every residual block of every stage, ``'backbone.layer3.*'`` every
+block of one stage; :func:`expand_points` turns them into lists of points, in module order.
 """
 import difflib
+import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
@@ -66,6 +71,38 @@ def parse_point(spec: Union[str, dict, RecordPoint]) -> RecordPoint:
                              f'got {source!r}.')
         return RecordPoint(spec['module'], source, spec.get('index'))
     raise TypeError(f'A record point is a str or dict, got {type(spec).__name__}: {spec!r}')
+
+
+def _has_wildcard(spec) -> bool:
+    return isinstance(spec, str) and any(c in spec.split('@')[0] for c in '*?')
+
+
+def expand_points(spec, model: nn.Module, model_desc: str = 'model'):
+    """Expand wildcard module names in a block spec (a point or a list of points).
+
+    Returns ``spec`` unchanged when it has no wildcard, else a list of :class:`RecordPoint`
+    (one per matching module, in ``named_modules`` order, with the pattern's index/source).
+    A pattern matching nothing raises a KeyError naming it.
+    """
+    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not any(_has_wildcard(s) for s in specs):
+        return spec
+    names = [n for n, _ in model.named_modules() if n]
+    out = []
+    for s in specs:
+        if not _has_wildcard(s):
+            out.append(s)
+            continue
+        point = parse_point(s)
+        parts = point.module.split('.')
+        matched = [n for n in names if len(n.split('.')) == len(parts) and all(
+            fnmatch.fnmatchcase(a, b) for a, b in zip(n.split('.'), parts))]
+        if not matched:
+            raise KeyError(f'Pattern {s!r} matches no module in the {model_desc} '
+                           f'({type(model).__name__}); wildcards match one dotted component '
+                           "each, e.g. 'backbone.layer*.*'.")
+        out.extend(RecordPoint(n, point.source, point.index) for n in matched)
+    return out
 
 
 def find_module(model: nn.Module, name: str, model_desc: str = 'model') -> nn.Module:
