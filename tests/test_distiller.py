@@ -196,3 +196,24 @@ def test_mixed_precision_autocast(teacher_ckpts):
     sum(losses.values()).backward()
     grad = d.methods['feat'].connectors[0].weight.grad
     assert grad is not None and torch.isfinite(grad).all()
+
+
+def test_wildcard_points_record_every_block(teacher_ckpts):
+    """'backbone.layer*.*' expands to every residual block, in order; AFD gets them all."""
+    cfg = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        blocks=dict(student='backbone.layer*.*', teacher='backbone.layer3.*',
+                    method=dict(type='AFD', qk_dim=8))))
+    d = build(cfg)
+    block = d.blocks['blocks']
+    assert [p.module for p in block.student_points] == [
+        f'backbone.layer{i}.{j}' for i in range(1, 5) for j in range(2)]  # ResNet-18: 4 x 2
+    assert len(block.teacher_points) == 6  # ResNet-34 layer3 has 6 blocks
+    assert len(d.methods['blocks'].key_layers) == 8 and len(d.methods['blocks'].query_layers) == 6
+    inputs, samples = batch(size=16)
+    losses = d(inputs, samples, mode='loss')
+    assert losses['distill.blocks.loss_afd'] > 0
+    bad = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        b=dict(student='backbone.stage*.*', teacher='backbone.layer3',
+               method=dict(type='FeatureMSE'))))
+    with pytest.raises(KeyError, match=r"Pattern 'backbone.stage\*.\*' matches no module"):
+        build(bad)

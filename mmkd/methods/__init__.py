@@ -1,3 +1,4 @@
+from .attention_kd import AFD, RTK, spatial_attention_map
 from .base import BaseDistillMethod, LevelwiseMethod
 from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoiseAdapter,
                      LinearAutoEncoder)
@@ -8,4 +9,5 @@ from .vkd import OrthogonalProjector, VkD
 
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
            'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
-           'DDIMSampler', 'VkD', 'OrthogonalProjector']
+           'DDIMSampler', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
+           'spatial_attention_map']

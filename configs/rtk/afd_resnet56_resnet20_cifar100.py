@@ -1,0 +1,19 @@
+# AFD on CIFAR-100: resnet56 teacher -> resnet20 student, every residual block of both networks as
+# candidates ('backbone.layer*.*'), linked by attention. Loss as in the AFD authors' code:
+# CE + 0.9 * KD (T = 4) + 200 * attention loss; 240 epochs, SGD lr 0.05, batch 64.
+# Train the teacher first (no public OpenMMLab checkpoint for these CIFAR models):
+#   python tools/train.py configs/cifar100/resnet56_cifar100.py    # -> work_dirs/resnet56_cifar100/
+_base_ = '../cifar100/resnet20_cifar100.py'
+
+model = dict(
+    _delete_=True,
+    type='mmkd.SingleTeacherDistiller',
+    student={{_base_.model}},
+    teacher=dict(config='{{ fileDirname }}/../cifar100/resnet56_cifar100.py',
+                 checkpoint='work_dirs/resnet56_cifar100/epoch_240.pth'),
+    blocks=dict(
+        blocks=dict(student='backbone.layer*.*', teacher='backbone.layer*.*',
+                    method=dict(type='AFD', qk_dim=128), loss_weight=200.0),
+        logits=dict(student='head.fc', teacher='head.fc',
+                    method=dict(type='LogitKD', tau=4.0), loss_weight=0.9)),
+    dry_run_input_shape=(2, 3, 32, 32))

@@ -1,0 +1,215 @@
+"""Attention-based feature distillation over many layers: AFD and RTK.
+
+AFD -- "Show, Attend and Distill: Knowledge Distillation via Attention-based Feature Matching"
+(Ji, Heo, Park, AAAI 2021; authors' code clovaai/attention-feature-distillation). Instead of
+hand-picked (student layer, teacher layer) pairs, every teacher layer attends over every student
+layer and the attention decides which pairs to match::
+
+    for each layer, pooled = global average of its map (N, C)
+    query_t = BN(Linear(pooled_t))                          (N, T, d)      teacher side
+    key_s   = ReLU(BN(Linear(pooled_s)))                    (N, S, d)      student side
+    key_ts  = BN(Linear_d->T*d(key_s)) reshaped             (N, S, T, d)   one key per pair
+    logit   = (<query_t, key_ts> + <p_t, p_s>) / sqrt(d)    (N, T, S), p = learned positions
+    attn    = softmax over student layers s
+    value_t = normalise(flatten(mean_c(f_t^2)))             spatial attention map of layer t
+    value_s = normalise(flatten(avgpool_to_t(mean_c(f_s^2))))  pooled to teacher t's size
+    loss    = mean_n sum_t sum_s attn[n, t, s] * mean((value_s - value_t)^2)
+
+RTK -- "Representative Teacher Keys for Knowledge Distillation Model Compression Based on
+Attention Mechanism for Image Classification" (Yang, Kao, Huang, arXiv 2206.12788). Only the
+abstract is available and no code was found, so this is a RECONSTRUCTION from the abstract:
+teacher features act as keys that each student layer attends to (the roles of AFD reversed,
+softmax over teacher layers), and only *representative* teacher keys are kept, so teacher layers
+irrelevant to a student layer are filtered out of its target. The selection rule is our choice
+and configurable: 'topk' (the k highest-scoring teacher keys per student query, default k = half
+of the teacher layers), 'threshold' (keys whose attention is at least a threshold, always
+keeping the best one) or 'all' (plain attention matching over every teacher layer).
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import MODELS
+from .base import BaseDistillMethod, flatten_levels
+
+
+def spatial_attention_map(x: torch.Tensor, size: Optional[Sequence[int]] = None
+                          ) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H'*W'): channel mean of squared activations, average-pooled to
+    ``size`` when given (AFD pools student maps to the teacher layer's size), L2-normalised."""
+    att = x.float().pow(2).mean(dim=1, keepdim=True)
+    if size is not None and tuple(att.shape[2:]) != tuple(size):
+        att = F.adaptive_avg_pool2d(att, size)
+    return F.normalize(att.flatten(1), dim=1)
+
+
+class LinearBN(nn.Sequential):
+    """Linear + BatchNorm1d [+ ReLU] on pooled features: (M, C_in) -> (M, C_out)."""
+
+    def __init__(self, in_features: int, out_features: int, relu: bool = False):
+        layers = [nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features)]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class _LayerAttention(BaseDistillMethod):
+    """Shared machinery: per-layer queries on one side, per-pair bilinear keys on the other,
+    learned positional embeddings, and spatial-attention-map values.
+
+    ``query_side`` is 'teacher' (AFD) or 'student' (RTK). Inputs: lists of maps (N, C, H, W)
+    from each model (any number of layers on each side; FPN tuples are flattened).
+    """
+    query_side = 'teacher'
+
+    def __init__(self, qk_dim: int = 128, loss_name: str = 'loss_attn', init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.qk_dim = qk_dim
+        self.loss_name = loss_name
+
+    @staticmethod
+    def _maps(x, side: str) -> List[torch.Tensor]:
+        maps = flatten_levels(x)
+        for m in maps:
+            if m.dim() != 4:
+                raise ValueError(f'Attention-based distillation needs (N, C, H, W) maps; a '
+                                 f'{side} layer gives shape {tuple(m.shape)}.')
+        return maps
+
+    def build(self, student, teacher) -> None:
+        s_maps, t_maps = self._maps(student, 'student'), self._maps(teacher, 'teacher')
+        queries, keys = (t_maps, s_maps) if self.query_side == 'teacher' else (s_maps, t_maps)
+        d = self.qk_dim
+        self.query_layers = nn.ModuleList(LinearBN(m.shape[1], d) for m in queries)
+        self.key_layers = nn.ModuleList(LinearBN(m.shape[1], d, relu=True) for m in keys)
+        # One key per (key layer, query layer) pair from a single shared map.
+        self.bilinear = LinearBN(d, d * len(queries))
+        self.query_pos = nn.Parameter(torch.empty(len(queries), d))
+        self.key_pos = nn.Parameter(torch.empty(len(keys), d))
+        nn.init.xavier_normal_(self.query_pos)
+        nn.init.xavier_normal_(self.key_pos)
+        self.teacher_sizes = [tuple(m.shape[2:]) for m in t_maps]
+        super().build(student, teacher)
+
+    def attention_logits(self, student, teacher) -> torch.Tensor:
+        """(N, Q, K) scaled logits: Q query layers, K key layers."""
+        s_maps, t_maps = self._maps(student, 'student'), self._maps(teacher, 'teacher')
+        queries, keys = (t_maps, s_maps) if self.query_side == 'teacher' else (s_maps, t_maps)
+        n, num_q, num_k = queries[0].shape[0], len(queries), len(keys)
+        if num_q != len(self.query_layers) or num_k != len(self.key_layers):
+            raise ValueError(f'{type(self).__name__} was built for {len(self.query_layers)} '
+                             f'{self.query_side} and {len(self.key_layers)} other layers, got '
+                             f'{num_q} and {num_k}.')
+        query = torch.stack([layer(m.float().mean(dim=(2, 3)))
+                             for layer, m in zip(self.query_layers, queries)], dim=1)  # N,Q,d
+        key = torch.stack([layer(m.float().mean(dim=(2, 3)))
+                           for layer, m in zip(self.key_layers, keys)], dim=1)  # N,K,d
+        pair_keys = self.bilinear(key.reshape(n * num_k, -1)).view(n, num_k, num_q, -1)
+        logits = torch.einsum('nkqd,nqd->nqk', pair_keys, query)
+        logits = logits + self.query_pos @ self.key_pos.t()
+        return logits / math.sqrt(self.qk_dim)
+
+    def pair_distances(self, student, teacher) -> torch.Tensor:
+        """(N, T, S): mean squared difference of the spatial attention maps of teacher layer t
+        and student layer s (pooled to t's size)."""
+        s_maps, t_maps = self._maps(student, 'student'), self._maps(teacher, 'teacher')
+        rows = []
+        for t_map, size in zip(t_maps, self.teacher_sizes):
+            v_t = spatial_attention_map(t_map)
+            v_s = torch.stack([spatial_attention_map(s, size) for s in s_maps], dim=1)
+            rows.append((v_s - v_t.unsqueeze(1)).pow(2).mean(dim=2))
+        return torch.stack(rows, dim=1)
+
+
+@MODELS.register_module()
+class AFD(_LayerAttention):
+    """Attention-based feature distillation (Ji et al., AAAI 2021), as in the authors' code.
+
+    Record many layers per side (e.g. ``student='backbone.layer*.*'``, every residual block);
+    each teacher layer's query attends over all student layers. Returns ``loss_afd`` (see the
+    module docstring for the formula); the authors weight it 200 on CIFAR, next to KD at T = 4
+    with weight 0.9.
+
+    Args:
+        qk_dim (int): query/key width. Default 128 (authors).
+        loss_name (str): key of the returned loss. Default 'loss_afd'.
+    """
+    query_side = 'teacher'
+
+    def __init__(self, qk_dim: int = 128, loss_name: str = 'loss_afd', **kwargs):
+        super().__init__(qk_dim=qk_dim, loss_name=loss_name, **kwargs)
+
+    def attention(self, student, teacher) -> torch.Tensor:
+        """(N, T, S), rows (teacher layers) sum to 1 over student layers."""
+        return self.attention_logits(student, teacher).softmax(dim=2)
+
+    def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:
+        attn = self.attention(student, teacher)
+        dist = self.pair_distances(student, teacher)
+        return {self.loss_name: (attn * dist).sum(dim=(1, 2)).mean()}
+
+
+@MODELS.register_module()
+class RTK(_LayerAttention):
+    """Representative Teacher Keys (Yang et al., arXiv 2206.12788), reconstructed from the
+    abstract (no paper text or code available): each student layer queries the teacher layers,
+    keeps only representative teacher keys, and matches the attention-weighted spatial maps.
+
+    The reconstruction: queries from student layers, one bilinear key per (teacher, student)
+    pair from pooled teacher layers, positional embeddings, scaled logits (AFD's machinery with
+    the roles reversed); non-selected keys get zero attention (masked before the softmax),
+    so their teacher layers do not enter the loss at all::
+
+        loss = mean_n sum_s sum_{t kept for s} attn[n, s, t] * mean((value_s->t - value_t)^2)
+
+    Args:
+        selection (str): 'topk' (default), 'threshold' or 'all' (plain attention matching).
+        num_keys (int, optional): k for 'topk'; default ceil(T / 2) of the T teacher layers.
+        threshold (float): for 'threshold': keep keys with softmax attention >= threshold
+            (the best key is always kept), then renormalise. Default 0.1.
+        qk_dim (int): query/key width. Default 128.
+        loss_name (str): key of the returned loss. Default 'loss_rtk'.
+    Logs ``kept_keys``: the mean number of teacher keys kept per student layer.
+    """
+    query_side = 'student'
+    SELECTIONS = ('topk', 'threshold', 'all')
+
+    def __init__(self, selection: str = 'topk', num_keys: Optional[int] = None,
+                 threshold: float = 0.1, qk_dim: int = 128, loss_name: str = 'loss_rtk',
+                 **kwargs):
+        super().__init__(qk_dim=qk_dim, loss_name=loss_name, **kwargs)
+        if selection not in self.SELECTIONS:
+            raise ValueError(f'RTK selection must be one of {list(self.SELECTIONS)}, got '
+                             f'{selection!r}')
+        if num_keys is not None and num_keys < 1:
+            raise ValueError(f'RTK num_keys must be >= 1, got {num_keys}')
+        self.selection, self.num_keys, self.threshold = selection, num_keys, threshold
+
+    def key_mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """Boolean (N, S, T): the representative teacher keys kept for each student query."""
+        num_t = logits.shape[2]
+        if self.selection == 'all':
+            return torch.ones_like(logits, dtype=torch.bool)
+        if self.selection == 'topk':
+            k = min(self.num_keys or math.ceil(num_t / 2), num_t)
+            idx = logits.topk(k, dim=2).indices
+            return torch.zeros_like(logits, dtype=torch.bool).scatter_(2, idx, True)
+        probs = logits.detach().softmax(dim=2)
+        best = probs == probs.max(dim=2, keepdim=True).values
+        return (probs >= self.threshold) | best
+
+    def attention(self, student, teacher) -> torch.Tensor:
+        """(N, S, T): each student layer's attention over the kept teacher keys (sums to 1;
+        dropped keys are exactly 0)."""
+        logits = self.attention_logits(student, teacher)
+        mask = self.key_mask(logits)
+        return logits.masked_fill(~mask, float('-inf')).softmax(dim=2)
+
+    def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:
+        attn = self.attention(student, teacher)  # N, S, T
+        dist = self.pair_distances(student, teacher).transpose(1, 2)  # N, S, T
+        loss = (attn * dist).sum(dim=(1, 2)).mean()  # dropped keys: attention exactly 0
+        return {self.loss_name: loss, 'kept_keys': (attn > 0).float().sum(2).mean().detach()}
