@@ -91,7 +91,6 @@ class _LayerAttention(BaseDistillMethod):
         self.key_pos = nn.Parameter(torch.empty(len(keys), d))
         nn.init.xavier_normal_(self.query_pos)
         nn.init.xavier_normal_(self.key_pos)
-        self.teacher_sizes = [tuple(m.shape[2:]) for m in t_maps]
         super().build(student, teacher)
 
     def attention_logits(self, student, teacher) -> torch.Tensor:
@@ -116,11 +115,15 @@ class _LayerAttention(BaseDistillMethod):
         """(N, T, S): mean squared difference of the spatial attention maps of teacher layer t
         and student layer s (pooled to t's size)."""
         s_maps, t_maps = self._maps(student, 'student'), self._maps(teacher, 'teacher')
+        student_values = {}  # pooled student maps, once per distinct teacher size (as AFD does)
         rows = []
-        for t_map, size in zip(t_maps, self.teacher_sizes):
+        for t_map in t_maps:
+            size = tuple(t_map.shape[2:])
+            if size not in student_values:
+                student_values[size] = torch.stack(
+                    [spatial_attention_map(s, size) for s in s_maps], dim=1)  # N, S, H*W
             v_t = spatial_attention_map(t_map)
-            v_s = torch.stack([spatial_attention_map(s, size) for s in s_maps], dim=1)
-            rows.append((v_s - v_t.unsqueeze(1)).pow(2).mean(dim=2))
+            rows.append((student_values[size] - v_t.unsqueeze(1)).pow(2).mean(dim=2))
         return torch.stack(rows, dim=1)
 
 
