@@ -50,8 +50,7 @@ class DDIMSampler(nn.Module):
         """abar_t broadcastable against ``ref`` (N, ...); ``t`` is an int or (N,) indices;
         a negative t means "after the last step" (abar = 1)."""
         if isinstance(t, int):
-            value = self.alphas_cumprod[t] if t >= 0 else self.alphas_cumprod.new_tensor(1.0)
-            return value
+            return self.alphas_cumprod[t] if t >= 0 else self.alphas_cumprod.new_tensor(1.0)
         return self.alphas_cumprod[t].view(-1, *([1] * (ref.dim() - 1)))
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -101,7 +101,7 @@ NORMALIZATIONS = {
     'sample': standardize_per_sample,    # classification
     'batch': standardize_per_channel,    # dense tasks (detection, segmentation)
     'whiten': whiten,                    # generation
-    'none': lambda x: x,
+    'none': lambda x, eps=0.0: x,
 }
 
 
@@ -181,8 +181,8 @@ class VkD(LevelwiseMethod):
                              'use pool=True or record features with matching token counts.')
         norm = NORMALIZATIONS[self.normalize]
         projected = connector(s).float()
-        target = norm(t.float(), self.eps) if self.normalize != 'none' else t.float()
-        if self.normalize_student and self.normalize != 'none':
+        target = norm(t.float(), self.eps)
+        if self.normalize_student:
             projected = norm(projected, self.eps)
         if self.distance == 'smooth_l1':
             loss = F.smooth_l1_loss(projected, target, beta=self.beta)
