@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Two pytest workers: much of a test's time is a tool's start-up (imports), one core each.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test
 
@@ -12,4 +14,4 @@ demo: install
 	$(PY) tools/demo.py
 
 test: install
-	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
+	$(PY) -m pytest tests -ra -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -36,8 +36,9 @@ setup(
         # mmengine 0.10, mmcv's build and mmseg import pkg_resources, gone in setuptools 81.
         'setuptools<81',
     ],
+    # pytest-xdist: the suite runs on two workers (make test).
     # diffusers: test-only cross-check of DiffKD's DDIM sampler against DDIMScheduler.
     # timm: the VkD ImageNet teacher (RegNetY-160) through mmpretrain's TIMMBackbone.
-    extras_require={'tests': ['pytest', 'diffusers', 'timm'], 'timm': ['timm']},
+    extras_require={'tests': ['pytest', 'pytest-xdist', 'diffusers', 'timm'], 'timm': ['timm']},
     license='Apache-2.0',
 )

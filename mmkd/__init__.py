@@ -1,10 +1,11 @@
 """mmkd: knowledge distillation for OpenMMLab (mmpretrain, mmdet, mmsegmentation)."""
 from .version import __version__
-from .utils import register_safe_globals
+from .utils import register_atomic_local_backend, register_safe_globals
 
-register_safe_globals()
+register_safe_globals()  # checkpoints load with weights_only=True, from every scheme
+register_atomic_local_backend()  # checkpoints are written to a temporary file, then renamed
 
-from . import distillers, losses, methods, models, recorders  # noqa: E402,F401  (register)
-from .registry import DATASETS, HOOKS, MODELS, TRANSFORMS  # noqa: E402
+from . import distillers, hooks, losses, methods, models, recorders  # noqa: E402,F401
+from .registry import DATASETS, HOOKS, MODEL_WRAPPERS, MODELS, TRANSFORMS  # noqa: E402
 
-__all__ = ['__version__', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS']
+__all__ = ['__version__', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'MODEL_WRAPPERS']

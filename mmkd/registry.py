@@ -8,6 +8,7 @@ these registries: the distiller builds each under its own package's scope (see
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
@@ -19,4 +20,6 @@ DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope='mmkd',
                     locations=['mmkd.datasets'])
 TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS, scope='mmkd',
                       locations=['mmkd.datasets'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd')
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd', locations=['mmkd.hooks'])
+MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmkd',
+                          locations=['mmkd.distillers'])

@@ -1,3 +1,4 @@
+import copy
 import os
 import os.path as osp
 import subprocess
@@ -6,6 +7,9 @@ import warnings
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import DefaultScope
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(REPO, 'configs', 'demo')
@@ -23,6 +27,31 @@ SEG = dict(
     student=osp.join(DEMO, 'shapes_seg', 'deeplabv3_r18-tiny-d8_shapes.py'),
     teacher=osp.join(DEMO, 'shapes_seg', 'deeplabv3_r34-wide-d8_shapes.py'),
     distill=osp.join(DEMO, 'shapes_seg', 'kd_deeplabv3_r34-wide_r18-tiny-d8_shapes.py'))
+
+
+def digits_cfg(teacher_ckpt, **overrides):
+    """The digits logit-KD distiller's model config, with ``overrides`` replacing its keys."""
+    cfg = Config.fromfile(DIGITS['distill'])
+    model = copy.deepcopy(cfg.model)
+    model.teacher.checkpoint = teacher_ckpt
+    model.student.data_preprocessor = dict(type='ClsDataPreprocessor', **cfg.data_preprocessor)
+    for key, value in overrides.items():  # replace, not merge (update() would merge blocks)
+        model[key] = value
+    return model
+
+
+def build(model_cfg, scope='mmpretrain'):
+    """Build a model config as the Runner does under ``default_scope``."""
+    with DefaultScope.overwrite_default_scope(scope):
+        return MMENGINE_MODELS.build(model_cfg)
+
+
+def batch(n=4, size=32, num_classes=10):
+    """A random classification batch: (inputs, data samples)."""
+    from mmpretrain.structures import DataSample
+    inputs = torch.randn(n, 3, size, size)
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
+    return inputs, samples
 
 
 def random_teacher_checkpoint(config_path: str, out_path: str, seed: int = 0) -> str:
@@ -60,6 +89,20 @@ def shapes_options(root: str, det: bool) -> list:
     return opts
 
 
+def assert_blocks_logged(config_path: str, out: str) -> None:
+    """Every block of a distillation config logged a loss (DiffKD also its gamma in (0, 1)),
+    and the student its task losses."""
+    import re
+    blocks = Config.fromfile(config_path).model.blocks
+    for name, block in blocks.items():
+        logged = re.findall(rf'distill\.{name}\.(\w+): ([-0-9.e]+)', out)
+        assert any(k.startswith('loss') for k, _ in logged), (name, out[-3000:])
+        if block.method.type == 'DiffKD':  # the method's diagnostic is logged
+            gammas = [float(v) for k, v in logged if k == 'gamma']
+            assert gammas and all(0 < g < 1 for g in gammas)
+    assert re.search(r'student\.[\w.]*loss\w*: [0-9.]+', out)  # and the task losses
+
+
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
     """Run a repo tool with this interpreter; return the completed process (output joined)."""
     full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
@@ -70,3 +113,22 @@ def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
         raise AssertionError(f'{" ".join(args)} exited {proc.returncode}:\n'
                              f'{proc.stdout[-6000:]}')
     return proc
+
+
+def pytest_addoption(parser):
+    parser.addoption('--run-slow', action='store_true',
+                     help='also run tests marked slow (each covered by a faster default test)')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: long; a faster default test covers the same path '
+                            '(run with --run-slow)')
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption('--run-slow'):
+        return
+    skip = pytest.mark.skip(reason='slow: run with --run-slow')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)

@@ -55,3 +55,21 @@ def test_distillation_config_builds(path, tmp_path):
         distiller = ROOT.build(model)
     assert isinstance(distiller, SingleTeacherDistiller)
     assert all(m.built for m in distiller.methods.values())
+
+
+def test_dry_run_input_shape_is_inferred_from_the_config():
+    """tools/train.py and tools/test.py give a distiller without dry_run_input_shape one from
+    the data settings: the real batch size the methods will see."""
+    from mmkd.utils import infer_dry_run_input_shape
+    expected = {
+        'diffkd/retinanet_r101_r50.py': ((2, 3, 800, 1333), 'Resize'),
+        'diffkd/deeplabv3_r101_r18_cityscapes.py': ((2, 3, 512, 1024), 'data_preprocessor'),
+        'diffkd/resnet34_resnet18_in1k.py': ((2, 3, 224, 224), 'CenterCrop'),
+        'demo/shapes_det/retinanet_r18-tiny_fpn_shapes.py': ((2, 3, 64, 64), 'Resize'),
+    }
+    for rel, (shape, source) in expected.items():
+        found = infer_dry_run_input_shape(Config.fromfile(osp.join(REPO, 'configs', rel)))
+        assert found is not None and found[0] == shape and source in found[1], (rel, found)
+    for path in FULL_SCALE:
+        found = infer_dry_run_input_shape(Config.fromfile(path))
+        assert found is not None and found[0][:2] == (2, 3) and min(found[0][2:]) >= 32, path

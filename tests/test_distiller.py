@@ -1,39 +1,17 @@
 """The distiller in-process: building, freezing, recording, checkpoints and bad input."""
 import copy
+import math
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import DefaultScope
 
 import mmkd  # noqa: F401
 from mmkd.distillers import SingleTeacherDistiller
 from mmkd.registry import MODELS
 
-from conftest import DET, DIGITS, SEG, random_teacher_checkpoint
-
-
-def digits_cfg(teacher_ckpt, **overrides):
-    cfg = Config.fromfile(DIGITS['distill'])
-    model = copy.deepcopy(cfg.model)
-    model.teacher.checkpoint = teacher_ckpt
-    model.student.data_preprocessor = dict(type='ClsDataPreprocessor', **cfg.data_preprocessor)
-    for key, value in overrides.items():  # replace, not merge (update() would merge blocks)
-        model[key] = value
-    return model
-
-
-def build(model_cfg, scope='mmpretrain'):
-    with DefaultScope.overwrite_default_scope(scope):
-        return MMENGINE_MODELS.build(model_cfg)
-
-
-def batch(n=4, size=32, num_classes=10):
-    from mmpretrain.structures import DataSample
-    inputs = torch.randn(n, 3, size, size)
-    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
-    return inputs, samples
+from conftest import DET, DIGITS, SEG, batch, build, digits_cfg, random_teacher_checkpoint
 
 
 @pytest.fixture(scope='module')
@@ -217,3 +195,91 @@ def test_wildcard_points_record_every_block(teacher_ckpts):
                method=dict(type='FeatureMSE'))))
     with pytest.raises(KeyError, match=r"Pattern 'backbone.stage\*.\*' matches no module"):
         build(bad)
+
+
+def test_teacher_is_outside_the_module_tree_but_follows_device_moves(distiller):
+    """The teacher never reaches parameters(), state_dict(), init_weights() or the optimiser
+    constructor (no "teacher.* is skipped" log lines with paramwise configs)."""
+    from mmengine.optim import build_optim_wrapper
+    d = distiller
+    teacher_params = {id(p) for p in d.teacher.parameters()}
+    assert teacher_params and not teacher_params & {id(p) for p in d.parameters()}
+    assert not any(n.startswith('teacher') for n, _ in d.named_modules())
+    wrapper = build_optim_wrapper(d, dict(
+        optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+        paramwise_cfg=dict(norm_decay_mult=0.0)))
+    optimised = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert optimised == {id(p) for p in d.parameters()}
+    d.double()
+    assert all(p.dtype == torch.float64 for p in d.teacher.parameters())
+    d.float()
+    assert all(p.dtype == torch.float32 for p in d.teacher.parameters())
+    assert 'teacher' in repr(d) and 'not a submodule' in repr(d)
+
+
+def test_skip_policy_leaves_weights_untouched_and_counts(teacher_ckpts):
+    from mmengine.optim import build_optim_wrapper
+    d = build(digits_cfg(teacher_ckpts['digits'], nonfinite_loss='skip')).train()
+    wrapper = build_optim_wrapper(d, dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)))
+    inputs, samples = batch(size=16)
+    data = dict(inputs=list((inputs * 50 + 100).clamp(0, 255)), data_samples=samples)
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    bad = dict(inputs=[x.clone() for x in data['inputs']], data_samples=samples)
+    bad['inputs'][0][0, 0, 0] = math.nan
+    log = d.train_step(bad, wrapper)
+    assert log['nonfinite_skips'].item() == 1
+    assert all(torch.isfinite(v).all() for v in log.values())  # NaN terms left out of the log
+    for k, v in d.state_dict().items():
+        assert torch.equal(v, before[k]), k  # weights and BN statistics: no trace of the batch
+    log = d.train_step(data, wrapper)
+    assert log['nonfinite_skips'].item() == 1 and torch.isfinite(log['loss'])
+    assert not torch.equal(d.student.head.fc.weight, before['student.head.fc.weight'])
+
+
+def test_teacher_normalisation_differing_from_the_students_is_warned(teacher_ckpts, tmp_path,
+                                                                   monkeypatch):
+    import mmkd.distillers.single_teacher as distiller_module
+    messages = []
+    monkeypatch.setattr(distiller_module, 'print_log', lambda msg, **kw: messages.append(msg))
+    build(digits_cfg(teacher_ckpts['digits']))
+    assert not messages  # the demo's teacher and student normalise alike
+    teacher_cfg = tmp_path / 'teacher_rgb.py'
+    teacher_cfg.write_text(f'_base_ = {DIGITS["teacher"]!r}\n'
+                           'data_preprocessor = dict(mean=[10.0, 20.0, 30.0], to_rgb=True)\n')
+    cfg = digits_cfg(teacher_ckpts['digits'])
+    cfg.teacher.config = str(teacher_cfg)
+    build(cfg)
+    assert len(messages) == 1
+    for words in ('normalises its inputs', "'mean': [10.0, 20.0, 30.0]", "'mean': [78.0, 78.0",
+                  "'flip_channels': True", 'teacher_rgb.py'):
+        assert words in messages[0], (words, messages[0])
+
+
+def test_test_checkpoint_loading_pairs_any_checkpoint_with_any_config(distiller, teacher_ckpts,
+                                                                      tmp_path):
+    """tools/test.py's loader: a plain student checkpoint into a distiller loads its student;
+    a distillation checkpoint into the plain model loads the student part; a checkpoint that
+    would leave weights random is an error (tools/test.py end to end: test_train_e2e.py)."""
+    from types import SimpleNamespace
+    from mmkd.utils import load_test_checkpoint
+    d = distiller
+    plain_path, distill_path = str(tmp_path / 'plain.pth'), str(tmp_path / 'distill.pth')
+    torch.save(dict(state_dict=d.student.state_dict()), plain_path)
+    torch.save(dict(state_dict=d.state_dict()), distill_path)
+
+    def runner(model):
+        return SimpleNamespace(model=model, call_hook=lambda *a, **k: None)
+    other = build(digits_cfg(teacher_ckpts['digits']))
+    load_test_checkpoint(runner(other), plain_path)
+    for k, v in d.student.state_dict().items():
+        assert torch.equal(other.student.state_dict()[k], v), k
+    plain = build(Config.fromfile(DIGITS['student']).model)
+    load_test_checkpoint(runner(plain), distill_path)
+    for k, v in d.student.state_dict().items():
+        assert torch.equal(plain.state_dict()[k], v), k
+    with pytest.raises(RuntimeError, match=r'shape mismatch \d+ .*randomly initialised'):
+        load_test_checkpoint(runner(plain), teacher_ckpts['digits'])  # another architecture
+    torch.save(dict(state_dict={k: v for k, v in d.student.state_dict().items()
+                                if 'head' not in k}), plain_path)
+    with pytest.raises(RuntimeError, match=r"missing 2 \['head.fc.bias', 'head.fc.weight'\]"):
+        load_test_checkpoint(runner(other), plain_path)

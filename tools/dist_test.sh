@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun:  bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [args]
+# Distributed testing with torchrun, as OpenMMLab ships it:
+#   bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py args]
+# NUM_PROCESSES is per node. Without GPUs the processes run on the CPU with the gloo backend.
+#
+# Environment variables: NNODES, NODE_RANK, MASTER_ADDR, PORT, PYTHON, as in tools/dist_train.sh.
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3

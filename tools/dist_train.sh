@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun, as OpenMMLab ships it:
 #   bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT. Without GPUs the processes run on the CPU
-# with the gloo backend (tools/train.py switches automatically).
+# NUM_PROCESSES is per node. Without GPUs the processes run on the CPU with the gloo backend
+# (tools/train.py switches automatically).
+#
+# Environment variables (multi-node: run the script once on each node, same values but NODE_RANK):
+#   NNODES       number of nodes                                  (default 1)
+#   NODE_RANK    this node's index, 0 .. NNODES-1                 (default 0)
+#   MASTER_ADDR  address of node 0, reachable from every node     (default 127.0.0.1)
+#   PORT         free TCP port on node 0 for the rendezvous       (default 29500)
+#   PYTHON       the interpreter                                  (default python)
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

@@ -15,7 +15,9 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmkd  # noqa: E402,F401
-from mmkd.utils import load_tool_config, setup_cpu_distributed  # noqa: E402
+from mmkd.utils import (LoadTestCheckpointHook, load_tool_config,  # noqa: E402
+                        setup_cpu_distributed)
+from mmkd.utils.dist import tear_down_process_group  # noqa: E402
 
 
 def parse_args():
@@ -48,15 +50,19 @@ def main():
             raise SystemExit(f'--teacher: {args.config} has no model.teacher (not a '
                              'distillation config).')
         cfg.model.eval_teacher = True
-        cfg.load_from = None  # the teacher loads its own checkpoint
-    else:
-        cfg.load_from = args.checkpoint
+    # The checkpoint is loaded below, not by the Runner (which would load any key mismatch
+    # non-strictly and score random weights); the teacher loads its own checkpoint.
+    cfg.load_from = None
     if args.launcher != 'none':
         setup_cpu_distributed(cfg)
 
     runner = Runner.from_cfg(cfg)
+    if not args.teacher:
+        # Where the Runner would load it: after every other hook's before_run.
+        runner.register_hook(LoadTestCheckpointHook(args.checkpoint), priority='LOWEST')
     runner.test()
 
 
 if __name__ == '__main__':
-    main()
+    with tear_down_process_group():
+        main()

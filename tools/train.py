@@ -15,7 +15,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmkd  # noqa: E402,F401  (registers modules, safe checkpoint loading)
-from mmkd.utils import load_tool_config, setup_cpu_distributed  # noqa: E402
+from mmkd.utils import (default_train_hooks, find_resumable_checkpoint,  # noqa: E402
+                        is_distiller_config, load_tool_config, setup_cpu_distributed)
+from mmkd.utils.dist import tear_down_process_group  # noqa: E402
 
 
 def parse_args():
@@ -58,7 +60,21 @@ def main():
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('resume') and cfg.get('load_from') is None:
+        # Auto-resume: the checkpoint `last_checkpoint` names, or the newest readable one if
+        # that one is damaged (MMEngine would fail on it).
+        cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+        if cfg.load_from is None:
+            cfg.resume = False  # nothing to resume from: a fresh start, as in MMEngine
 
+    # Checkpoints carry the random-number generators' states: resume repeats the run exactly.
+    default_train_hooks(cfg)
+    if args.launcher != 'none' and is_distiller_config(cfg.model) and \
+            cfg.get('model_wrapper_cfg') is None:
+        # MMEngine's DDP wrapper, plus the distiller's nonfinite_loss='skip' policy.
+        cfg.model_wrapper_cfg = dict(
+            type='mmkd.DistillerDataParallel', broadcast_buffers=False,  # MMEngine's defaults
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
     if args.launcher != 'none':
         setup_cpu_distributed(cfg)
 
@@ -70,4 +86,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    with tear_down_process_group():
+        main()

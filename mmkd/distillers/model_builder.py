@@ -12,6 +12,7 @@ import os.path as osp
 import re
 from typing import Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -75,12 +76,18 @@ def load_model_config(config: Union[str, dict, Config]) -> Tuple[ConfigDict, Opt
     ``'mmdet::retinanet/retinanet_r101_fpn_2x_coco.py'``, a :class:`Config`, or a model dict.
     """
     if isinstance(config, str):
-        cfg = Config.fromfile(resolve_config_path(config))
-        if 'model' not in cfg:
-            raise KeyError(f'Config {config!r} has no `model` field.')
-        return cfg.model, cfg.get('default_scope', None)
+        config = Config.fromfile(resolve_config_path(config))
+        if 'model' not in config:
+            raise KeyError(f'Config {config.filename!r} has no `model` field.')
     if isinstance(config, Config):
-        return config.model, config.get('default_scope', None)
+        model = config.model
+        # As the Runner does: a top-level `data_preprocessor` (mmpretrain keeps it there)
+        # belongs to the model when the model does not set its own.
+        if config.get('data_preprocessor') is not None and isinstance(model, dict) and \
+                model.get('data_preprocessor') is None:
+            model = copy.deepcopy(model)
+            model['data_preprocessor'] = copy.deepcopy(config.data_preprocessor)
+        return model, config.get('default_scope', None)
     if isinstance(config, dict):
         return ConfigDict(config), None
     raise TypeError(f'A model config is a path, Config or dict, got {type(config).__name__}.')
@@ -117,13 +124,14 @@ def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teach
     ``revise_keys`` is a list of ``(regex, replacement)`` applied in order to every key (as in
     ``mmengine.runner.load_checkpoint``), for checkpoints from another codebase.
 
-    Raises FileNotFoundError for a missing file and a RuntimeError that names the missing,
-    unexpected and mis-shaped keys for any mismatch (before touching the model).
+    Raises FileNotFoundError for a missing file, a RuntimeError that names the missing,
+    unexpected and mis-shaped keys for any mismatch, and a FloatingPointError naming the
+    tensors that hold NaN/inf (all before touching the model).
     """
     if checkpoint is None:
         raise ValueError(f'The {desc} needs a checkpoint (a path or URL of trained weights).')
-    is_url = checkpoint.startswith(('http://', 'https://'))
-    if not is_url and not osp.isfile(osp.expanduser(checkpoint)):
+    remote = re.match(r'^[\w.+-]+:(\S+:)?//', checkpoint) is not None  # http://, s3://, ...
+    if not remote and not osp.isfile(osp.expanduser(checkpoint)):
         raise FileNotFoundError(f'The {desc} checkpoint {checkpoint!r} does not exist.')
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt
@@ -146,5 +154,12 @@ def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teach
             f'{show(unexpected)}; shape mismatch: '
             + show([f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                     for k in mis_shaped]))
+    nonfinite = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor)
+                       and v.is_floating_point() and not torch.isfinite(v).all())
+    if nonfinite:
+        raise FloatingPointError(
+            f'The {desc} checkpoint {checkpoint!r} holds NaN/inf values in {len(nonfinite)} '
+            f'tensor(s): {nonfinite[:8]}{" ..." if len(nonfinite) > 8 else ""}. It would give '
+            'non-finite targets from the first iteration.')
     model.load_state_dict(state, strict=True)
     return ckpt

@@ -120,15 +120,32 @@ def find_module(model: nn.Module, name: str, model_desc: str = 'model') -> nn.Mo
                    f'({type(model).__name__}).{hint}')
 
 
-def _select(value, point: RecordPoint):
+class RecordPointError(IndexError):
+    """A record point's index does not fit what its module produced (wrong index, or an index
+    into something that is not a tuple/list)."""
+
+
+def _describe(value) -> str:
+    if hasattr(value, 'shape'):
+        return f'a {type(value).__name__} of shape {tuple(value.shape)}'
+    if isinstance(value, (tuple, list)):
+        return f'a {type(value).__name__} of length {len(value)}'
+    return f'a {type(value).__name__}'
+
+
+def _select(value, point: RecordPoint, model_desc: str = 'model'):
     if point.index is None:
         return value
     if not isinstance(value, (tuple, list)):
-        raise TypeError(f'Record point {point}: index {point.index} given, but the module '
-                        f'{point.source} is a {type(value).__name__}, not a tuple/list.')
+        raise RecordPointError(
+            f'Record point {str(point)!r} in the {model_desc}: index [{point.index}] given, but '
+            f'the module {point.source} is {_describe(value)}, not a tuple/list; drop the '
+            'index.')
     if not -len(value) <= point.index < len(value):
-        raise IndexError(f'Record point {point}: index {point.index} is out of range for a '
-                         f'{point.source} of length {len(value)}.')
+        raise RecordPointError(
+            f'Record point {str(point)!r} in the {model_desc}: index [{point.index}] is out of '
+            f'range: the module {point.source} is {_describe(value)} (valid indices '
+            f'0..{len(value) - 1}).')
     return value[point.index]
 
 
@@ -149,6 +166,10 @@ class ModuleRecorder:
         self.model = model
         self.points: List[RecordPoint] = list(dict.fromkeys(points))
         self.data: Dict[RecordPoint, list] = {}
+        # Selection errors, kept so that a caller which tolerates errors after the last point
+        # (the dry run) still sees them.
+        self.errors: Dict[RecordPoint, Exception] = {}
+        self.model_desc = model_desc
         self.enabled = False
         self.call_order: List[RecordPoint] = []  # filled while recording, used by the dry run
         self._stop = None  # (point, number of calls after which to stop)
@@ -166,8 +187,14 @@ class ModuleRecorder:
             if not self.enabled:
                 return
             value = output if point.source == 'output' else (args[0] if args else None)
+            try:
+                selected = _select(value, point, self.model_desc)
+            except RecordPointError as e:
+                self.errors[point] = e
+                raise
+            # Stored only once the selection worked: a point is never "recorded" empty.
             calls = self.data.setdefault(point, [])
-            calls.append(_select(value, point))
+            calls.append(selected)
             self.call_order.append(point)
             if self._stop is not None and self._stop == (point, len(calls)):
                 raise StopForward
@@ -179,6 +206,7 @@ class ModuleRecorder:
 
     def start(self):
         self.data = {}
+        self.errors = {}
         self.call_order = []
         self.enabled = True
 

@@ -1,13 +1,80 @@
 """What tools/train.py and tools/test.py both do to a config before building the Runner."""
 import os.path as osp
+from typing import Optional, Sequence, Tuple
 
 from mmengine.config import Config
+from mmengine.logging import print_log
+
+# Transforms whose arguments give the image size, and which argument: (key, order).
+# mmcv's Resize/CenterCrop and mmpretrain's RandomResizedCrop take (w, h); mmseg's and
+# mmpretrain's RandomCrop take (h, w); an int is a square.
+_SIZE_TRANSFORMS = {
+    'Resize': ('scale', 'wh'), 'RandomResize': ('scale', 'wh'),
+    'RandomChoiceResize': ('scales', 'wh'), 'ResizeEdge': ('scale', 'square'),
+    'CenterCrop': ('crop_size', 'wh'), 'RandomResizedCrop': ('scale', 'wh'),
+    'RandomCrop': ('crop_size', 'hw'), 'Pad': ('size', 'wh'),
+}
+
+
+def _size(value, order) -> Optional[Tuple[int, int]]:
+    """(h, w) from a transform argument, or None when it is not an absolute size."""
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
+        value = value[0]  # a list of scales: the first one
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and v > 1 for v in value):
+        return (value[1], value[0]) if order == 'wh' else (value[0], value[1])
+    return None
+
+
+def _pipeline_size(pipeline) -> Optional[Tuple[Tuple[int, int], str]]:
+    found = None
+    for t in pipeline or []:
+        kind = str(t.get('type', '')).split('.')[-1] if isinstance(t, dict) else ''
+        if kind in _SIZE_TRANSFORMS:
+            key, order = _SIZE_TRANSFORMS[kind]
+            size = _size(t.get(key), order)
+            if size is not None:  # the last sizing transform decides
+                found = (size, f'{kind}({key}={t.get(key)!r})')
+    return found
+
+
+def infer_dry_run_input_shape(cfg: Config) -> Optional[Tuple[Tuple[int, ...], str]]:
+    """A dry-run batch shape ``(2, 3, H, W)`` for a distiller config, and where it came from.
+
+    In order: the student's data preprocessor ``size`` (mmseg pads/crops every batch to it),
+    then the last sizing transform (Resize, ResizeEdge, CenterCrop, RandomResizedCrop,
+    RandomCrop, Pad) of the test, val and train pipelines. None when none is found.
+    """
+    model = cfg.get('model', {})
+    for pre in (model.get('student', {}).get('data_preprocessor')
+                if isinstance(model.get('student'), dict) else None,
+                cfg.get('data_preprocessor')):
+        if isinstance(pre, dict) and _size(pre.get('size'), 'hw'):
+            h, w = _size(pre.get('size'), 'hw')
+            return (2, 3, h, w), f'data_preprocessor size={pre.get("size")!r}'
+    for loader in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset', {}) or {}
+        while isinstance(dataset, dict) and 'pipeline' not in dataset and 'dataset' in dataset:
+            dataset = dataset['dataset']  # wrappers: RepeatDataset, ClassBalancedDataset...
+        found = _pipeline_size(dataset.get('pipeline') if isinstance(dataset, dict) else None)
+        if found:
+            (h, w), what = found
+            return (2, 3, h, w), f'{loader} pipeline {what}'
+    return None
+
+
+def is_distiller_config(model_cfg) -> bool:
+    return isinstance(model_cfg, dict) and 'Distiller' in str(model_cfg.get('type', ''))
 
 
 def load_tool_config(config: str, launcher: str = 'none', cfg_options=None,
                      work_dir=None) -> Config:
     """Load ``config`` (a local path or ``'mmdet::...'``), apply ``--cfg-options``, set the
-    launcher and the work dir (``./work_dirs/<config name>`` by default, as OpenMMLab does)."""
+    launcher and the work dir (``./work_dirs/<config name>`` by default, as OpenMMLab does),
+    and give a distiller without ``dry_run_input_shape`` one from the config's data settings
+    (:func:`infer_dry_run_input_shape`)."""
     from ..distillers import resolve_config_path
     cfg = Config.fromfile(resolve_config_path(config))
     cfg.launcher = launcher
@@ -17,4 +84,20 @@ def load_tool_config(config: str, launcher: str = 'none', cfg_options=None,
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    if is_distiller_config(cfg.get('model')) and cfg.model.get('dry_run_input_shape') is None:
+        inferred = infer_dry_run_input_shape(cfg)
+        if inferred is not None:
+            cfg.model.dry_run_input_shape = inferred[0]
+            print_log(f'model.dry_run_input_shape={inferred[0]} (from the {inferred[1]}); set '
+                      'it in the config to choose another.', logger='current')
     return cfg
+
+
+def default_train_hooks(cfg: Config, hooks: Sequence[str] = ('mmkd.RandomStateHook',)) -> None:
+    """Add mmkd's always-on training hooks to ``cfg.custom_hooks`` unless already there."""
+    custom = list(cfg.get('custom_hooks') or [])
+    present = {str(h.get('type')).split('.')[-1] for h in custom if isinstance(h, dict)}
+    for hook in hooks:
+        if hook.split('.')[-1] not in present:
+            custom.append(dict(type=hook))
+    cfg.custom_hooks = custom
