@@ -75,7 +75,7 @@ def teacher_ckpts(tmp_path_factory):
 def shapes_root(tmp_path_factory):
     from mmkd.datasets import make_shapes_dataset
     root = tmp_path_factory.mktemp('data') / 'shapes'
-    make_shapes_dataset(str(root), num_train=24, num_val=8, img_size=64, seed=0)
+    make_shapes_dataset(str(root), num_train=24, num_val=8, num_tune=4, img_size=64, seed=0)
     return str(root) + '/'
 
 

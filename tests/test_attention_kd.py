@@ -62,6 +62,7 @@ def test_rtk_keep_all_equals_plain_attention_matching():
     attn = rtk.attention_logits(s, t).softmax(2)  # no selection
     dist = rtk.pair_distances(s, t)  # N, T, S
     manual = sum(attn[:, j, i] * dist[:, i, j] for i in range(4) for j in range(3)).mean()
+    manual = manual * 4 / 3  # default normalize='teacher_layers': T/S, T = 4, S = 3
     out = rtk(s, t)
     torch.testing.assert_close(out['loss_rtk'], manual)
     assert out['kept_keys'] == 4
@@ -105,6 +106,75 @@ def test_rtk_threshold_keeps_the_best_key_and_validates_options():
         RTK(selection='cluster')
     with pytest.raises(ValueError, match='maps'):
         built(AFD(), [torch.randn(2, 8)], [torch.randn(2, 8)])
+
+
+# --- RTK's loss scale: T/S puts it on AFD's ------------------------------------------------
+
+def uniform_attention(method):
+    """Zero the query BN's affine and the positional embeddings: every logit is exactly 0."""
+    with torch.no_grad():
+        for layer in method.query_layers:
+            layer[1].weight.zero_()
+            layer[1].bias.zero_()
+        method.query_pos.zero_()
+        method.key_pos.zero_()
+    return method
+
+
+def test_rtk_with_uniform_attention_and_all_keys_equals_afd():
+    s, t = maps(4, STUDENT), maps(4, TEACHER, seed=1)  # S = 3, T = 4
+    afd = uniform_attention(built(AFD(qk_dim=16), s, t))
+    rtk = uniform_attention(built(RTK(qk_dim=16, selection='all'), s, t))
+    torch.testing.assert_close(afd.attention(s, t), torch.full((4, 4, 3), 1 / 3))
+    torch.testing.assert_close(rtk.attention(s, t), torch.full((4, 3, 4), 1 / 4))
+    dist = afd.pair_distances(s, t)  # N, T, S
+    # Both are the plain mean over student layers of the distances summed over teacher layers.
+    expected = (dist.sum(dim=(1, 2)) / 3).mean()
+    torch.testing.assert_close(afd(s, t)['loss_afd'], expected)
+    torch.testing.assert_close(rtk(s, t)['loss_rtk'], expected)
+    torch.testing.assert_close(rtk(s, t)['loss_rtk'], afd(s, t)['loss_afd'])
+
+
+def test_rtk_raw_sum_is_s_over_t_of_afd_and_option_is_validated():
+    s, t = maps(4, STUDENT), maps(4, TEACHER, seed=1)
+    afd = uniform_attention(built(AFD(qk_dim=16), s, t))
+    raw = uniform_attention(built(RTK(qk_dim=16, selection='all', normalize='none'), s, t))
+    torch.testing.assert_close(raw(s, t)['loss_rtk'], afd(s, t)['loss_afd'] * 3 / 4)
+    # Any selection: the default scales the raw sum by exactly T/S (here 4/3).
+    for selection in ('topk', 'threshold'):
+        scaled = built(RTK(qk_dim=16, selection=selection), s, t)
+        raw = RTK(qk_dim=16, selection=selection, normalize='none')
+        raw.build(s, t)
+        raw.load_state_dict(scaled.state_dict())
+        torch.testing.assert_close(scaled(s, t)['loss_rtk'], raw(s, t)['loss_rtk'] * 4 / 3)
+    with pytest.raises(ValueError, match="normalize must be one of \\['teacher_layers', "
+                                         "'none'\\], got 'student_layers'"):
+        RTK(normalize='student_layers')
+
+
+# Block shapes of WRN-16-2 (S = 6) and WRN-40-2 (T = 18) at half CIFAR resolution.
+WRN_16_2 = [(32, 16)] * 2 + [(64, 8)] * 2 + [(128, 4)] * 2
+WRN_40_2 = [(32, 16)] * 6 + [(64, 8)] * 6 + [(128, 4)] * 6
+
+
+def test_rtk_default_is_on_afds_scale_for_s6_t18():
+    """Default parameters, random features, independently initialised AFD and RTK.
+
+    The attention is not uniform at initialisation (logits of order 1), so the ratio scatters
+    around 1. Measured with this set-up over 40 seeds: ratio 0.88-1.13, mean 1.01, std 0.05
+    (untrained WRN-40-2/16-2 themselves, N = 16: 0.98-1.07). The raw sum gives S/T = 1/3.
+    Bands: each draw within [0.75, 1.33] (beyond the measured extremes), and the mean of these
+    8 draws (0.96) within 1 +- 0.1, a half-width of 5.5 standard errors (0.018) of such a mean.
+    """
+    ratios = []
+    for seed in range(8):
+        s, t = maps(4, WRN_16_2, seed=2 * seed), maps(4, WRN_40_2, seed=2 * seed + 1)
+        torch.manual_seed(seed)
+        afd, rtk = built(AFD(), s, t), built(RTK(), s, t)
+        with torch.no_grad():
+            ratios.append(float(rtk(s, t)['loss_rtk'] / afd(s, t)['loss_afd']))
+    assert all(0.75 < r < 1.33 for r in ratios), ratios
+    assert 0.9 < sum(ratios) / len(ratios) < 1.1, ratios
 
 
 @pytest.mark.parametrize('name,backbone,channels,params', [

@@ -1,22 +1,104 @@
 """The benchmark scripts run on a tiny setting and write what they promise."""
+import argparse
+import importlib.util
 import json
+import os.path as osp
 import re
+import statistics
 
-from conftest import DIGITS, run_tool
+import pytest
+from conftest import DIGITS, REPO, run_tool
 
 
-def test_overhead_benchmark_prints_ratios(tmp_path):
-    out = tmp_path / 'overhead.json'
-    proc = run_tool(['tools/benchmark/overhead.py', DIGITS['distill'], '--steps', '2',
-                     '--warmup', '1', '--batch-size', '8', '--random-teacher', '--out', str(out)])
+def _benchmark_tool(name: str):
+    """Import tools/benchmark/<name>.py (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location(
+        f'{name}_tool', osp.join(REPO, 'tools', 'benchmark', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overhead_summary_from_rounds_by_hand():
+    ov = _benchmark_tool('overhead')
+    rounds = [dict(student=10.0, teacher=5.0, methods=1.0, distill=17.0),
+              dict(student=20.0, teacher=10.0, methods=2.0, distill=33.0),
+              dict(student=10.0, teacher=5.0, methods=1.0, distill=16.5)]
+    memory = {p: dict(mem_mib=m) for p, m in zip(ov.PHASES, (4.0, 6.0, 1.0, 9.0))}
+    r = ov.summarise(rounds, memory)
+    # Per round d / (s + t): 17/15, 33/30, 16.5/15 -> median 1.1; remainders 1, 1, 0.5 ms.
+    assert r['time_ratio'] == pytest.approx(1.1)
+    assert r['derived']['time_ratio']['max'] == pytest.approx(17 / 15)
+    assert r['time_ratio_with_methods'] == pytest.approx(16.5 / 16)  # 17/16, 33/32, 16.5/16
+    assert r['remainder_ms'] == pytest.approx(1.0)
+    assert r['derived']['remainder_ms']['min'] == pytest.approx(0.5)
+    assert r['remainder_pct'] == pytest.approx(100 / 33)  # 100/17, 100/33, 50/16.5
+    assert r['student_median_s'] == pytest.approx(0.010)
+    assert r['time_ms']['distill']['q1'] == pytest.approx(16.75)  # inclusive quartiles
+    assert r['memory_ratio'] == pytest.approx(9 / 10)
+    assert r['memory_ratio_with_methods'] == pytest.approx(9 / 11)
+
+
+def test_overhead_discovers_distillers_by_model_type(tmp_path):
+    ov = _benchmark_tool('overhead')
+    distiller = "model = dict(type='mmkd.SingleTeacherDistiller', student=dict(), blocks=dict())\n"
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'sub' / 'zz_no_hint_in_name.py').write_text(distiller)
+    (tmp_path / 'sub' / '_base_distill.py').write_text(distiller)  # inherited, never run
+    (tmp_path / 'sub' / 'kd_student.py').write_text("model = dict(type='ImageClassifier')\n")
+    found = ov.demo_distill_configs(str(tmp_path))
+    assert [osp.basename(f) for f in found] == ['zz_no_hint_in_name.py']
+
+
+def test_overhead_benchmark_all_demo_tiny(tmp_path):
+    # A demo folder holding the digits KD config (inherited) and a _base_ file to skip.
+    root = tmp_path / 'demo'
+    root.mkdir()
+    (root / 'kd_tiny.py').write_text(f"_base_ = {DIGITS['distill']!r}\n")
+    (root / '_base_distill.py').write_text(f"_base_ = {DIGITS['distill']!r}\n")
+    out_dir = tmp_path / 'out'
+    proc = run_tool(['tools/benchmark/overhead.py', '--all-demo', '--demo-root', str(root),
+                     '--steps', '2', '--warmup', '1', '--batch-size', '8', '--random-teacher',
+                     '--threads', '1', '--breakdown', '--out-dir', str(out_dir)])
+    assert [p.name for p in out_dir.iterdir()] == ['overhead_kd_tiny.json']
     assert re.search(r'time ratio\s+distill / \(student \+ teacher\) = \d+\.\d+', proc.stdout)
     assert re.search(r'memory ratio distill / \(student \+ teacher\) = \d+\.\d+', proc.stdout)
-    result = json.loads(out.read_text())
-    for phase in ('student', 'teacher', 'distill'):
-        assert result[f'{phase}_median_s'] > 0 and result[f'{phase}_mem_mib'] > 0
-    # The distillation step holds both models' weights: more memory than the student alone.
-    assert result['distill_mem_mib'] > result['student_mem_mib']
-    assert result['batch_size'] == 8
+    assert re.search(r'remainder\s+distill - \(student \+ teacher \+ methods\) = -?\d', proc.stdout)
+    assert '| demo `kd_tiny` | LogitKD | 8 × 3×16×16 |' in proc.stdout
+    r = json.loads((out_dir / 'overhead_kd_tiny.json').read_text())
+    assert r['batch_size'] == 8 and r['methods'] == ['LogitKD'] and r['torch_threads'] == 1
+    phases = ('student', 'teacher', 'methods', 'distill')
+    # Two timed rounds, each phase once per round, in a shuffled order.
+    assert len(r['rounds']) == 2
+    assert all(sorted(rd['order']) == sorted(phases) for rd in r['rounds'])
+    times = {p: [rd[p] for rd in r['rounds']] for p in phases}
+    assert all(t > 0 for ts in times.values() for t in ts)
+    # The reported numbers are those of the measured rounds.
+    for p in phases:
+        assert r[f'{p}_median_s'] == pytest.approx(statistics.median(times[p]) / 1e3)
+    ratio = [d / (s + t) for s, t, d in zip(times['student'], times['teacher'], times['distill'])]
+    rest = [d - (s + t + m) for s, t, m, d in zip(*(times[p] for p in phases))]
+    assert r['time_ratio'] == pytest.approx(statistics.median(ratio))
+    assert r['remainder_ms'] == pytest.approx(statistics.median(rest))
+    # The full step runs two ResNets; the methods phase is a KL on 8 x 10 logits.
+    assert min(times['distill']) > max(times['methods'])
+    # Separate state per phase: the distill phase holds exactly the others' weights and
+    # optimizer state (student + momentum, teacher, no method parameters for LogitKD).
+    mem = r['memory']
+    assert mem['methods']['resident_mib'] == 0
+    assert mem['distill']['resident_mib'] == pytest.approx(
+        mem['student']['resident_mib'] + mem['teacher']['resident_mib'])
+    assert r['memory_ratio'] == pytest.approx(
+        r['distill_mem_mib'] / (r['student_mem_mib'] + r['teacher_mem_mib']))
+    assert r['distill_mem_mib'] > r['student_mem_mib'] > 0
+    # --breakdown: the timed parts of the distill step lie inside it, none counted twice.
+    for rd in r['rounds']:
+        parts = rd['parts']['distill']
+        assert set(parts) == {'teacher', 'student', 'methods', 'finite_check', 'backward',
+                              'optimizer', 'other'}
+        assert parts['other'] >= 0 and parts['teacher'] > 0 and parts['student'] > 0
+        assert sum(parts.values()) == pytest.approx(rd['distill'])
+    assert 'parts of the distill step (median ms): teacher' in proc.stdout
 
 
 def test_quality_grid_tiny(tmp_path):
@@ -24,11 +106,49 @@ def test_quality_grid_tiny(tmp_path):
     proc = run_tool(['tools/benchmark/quality.py', '--tasks', 'classification', '--methods',
                      'kd', '--seeds', '0', '--work-dir', str(tmp_path / 'runs'),
                      '--teacher-work-dir', str(tmp_path / 'teachers'), '--out', str(out),
-                     '--cfg-options', 'train_cfg.max_epochs=1'])
+                     '--cfg-options', 'train_cfg.max_epochs=1',
+                     'train_dataloader.dataset.max_train=200'])
     table = (out / 'quality.md').read_text()
-    assert '| classification | top-1 (%) | kd |' in table
+    assert '| classification | test | top-1 (%) | kd |' in table
     assert (out / 'quality.png').stat().st_size > 1000
     rows = json.loads((out / 'quality.json').read_text())['rows']
     assert rows[0]['method'] == 'kd' and len(rows[0]['distilled']) == 1
     assert (tmp_path / 'teachers' / 'digits' / 'teacher.pth').exists()
     assert 'gap closed' in proc.stdout
+
+
+def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):
+    """``quality.py --tune`` trains without the tuning split and scores on it: never on the
+    reported split (digits test, shapes val)."""
+    from mmengine.config import Config, DictAction
+    from mmengine.registry import DefaultScope
+
+    from conftest import DET, SEG, shapes_options
+    from mmkd.registry import DATASETS
+    quality = _benchmark_tool('quality')
+    assert set(quality.TUNE_OPTIONS) == set(quality.TASKS)
+    for task, config, scope in (('classification', DIGITS['student'], 'mmpretrain'),
+                                ('detection', DET['student'], 'mmdet'),
+                                ('segmentation', SEG['student'], 'mmseg')):
+        options = quality.TUNE_OPTIONS[task]
+        if task != 'classification':
+            options = options + shapes_options(shapes_root, det=task == 'detection')
+        cfg = Config.fromfile(osp.join(REPO, config))
+        parsed = argparse.Namespace()  # parsed as tools/train.py's --cfg-options are
+        DictAction(option_strings=['--cfg-options'], dest='options')(None, parsed, options)
+        cfg.merge_from_dict(parsed.options)
+        with DefaultScope.overwrite_default_scope(scope):
+            train = DATASETS.build(cfg.train_dataloader.dataset)
+            for loader in ('val_dataloader', 'test_dataloader'):
+                val = DATASETS.build(cfg[loader].dataset)
+                if task == 'classification':
+                    assert val.split == 'tune' and len(val) == 270
+                    assert not set(val.split_indices()) & set(train.split_indices())
+                    assert len(train) == 1077
+                else:
+                    paths = [val.get_data_info(i)['img_path'] for i in range(len(val))]
+                    assert len(paths) == 4 and all('/tune/' in p for p in paths), paths
+        if task == 'detection':
+            assert quality.TUNE_OPTIONS[task][-2:] == [
+                f'{e}.ann_file=data/shapes/annotations/instances_tune.json'
+                for e in ('val_evaluator', 'test_evaluator')]

@@ -13,14 +13,16 @@ from mmengine.registry import DefaultScope
 
 import mmkd  # noqa: F401
 from mmkd.distillers import SingleTeacherDistiller, load_model_config
+from mmkd.utils.tool_config import find_distiller_configs, is_runnable_distiller_config
 
-from conftest import REPO, random_teacher_checkpoint
+from conftest import DET, DIGITS, REPO, SEG, random_teacher_checkpoint
 
-FULL_SCALE = sorted(p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
-                    if '/demo/' not in p and 'SingleTeacherDistiller' in open(p).read())
-DEMO_DISTILL = sorted(p for p in glob.glob(osp.join(REPO, 'configs', 'demo', '*', '*.py'))
-                      if 'teacher' in open(p).read() and 'mmkd.SingleTeacherDistiller' in
-                      open(p).read())
+# Found by their merged `model` (a distiller with blocks), not by their text: demo method
+# configs inherit the distiller from a shared `_base_distill.py`, which is not runnable.
+FULL_SCALE = [p for folder in sorted(glob.glob(osp.join(REPO, 'configs', '*', '')))
+              if osp.basename(osp.dirname(folder)) != 'demo'
+              for p in find_distiller_configs(folder)]
+DEMO_DISTILL = find_distiller_configs(osp.join(REPO, 'configs', 'demo'), recursive=True)
 
 
 def test_there_are_configs_for_every_task():
@@ -73,3 +75,39 @@ def test_dry_run_input_shape_is_inferred_from_the_config():
     for path in FULL_SCALE:
         found = infer_dry_run_input_shape(Config.fromfile(path))
         assert found is not None and found[0][:2] == (2, 3) and min(found[0][2:]) >= 32, path
+
+
+def test_demo_discovery_finds_every_method_config_and_no_shared_base():
+    """Each demo folder: every config but the teacher, the student and the shared base is a
+    runnable distiller, and the base (a distiller without blocks) is not one."""
+    expected = set()
+    for task in (DIGITS, DET, SEG):
+        folder = osp.dirname(task['student'])
+        base = osp.join(folder, '_base_distill.py')
+        assert Config.fromfile(base).model.type == 'mmkd.SingleTeacherDistiller'
+        assert not is_runnable_distiller_config(base)
+        expected |= set(glob.glob(osp.join(folder, '*.py'))) - {
+            task['student'], task['teacher'], base}
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 17
+    assert sorted(DEMO_DISTILL) == DEMO_DISTILL
+
+
+def test_discovery_reads_the_merged_model_not_the_file_text(tmp_path):
+    digits = osp.join(REPO, 'configs', 'demo', 'digits')
+    kd = osp.join(digits, 'kd_resnet34-wide_resnet18-tiny_digits.py')
+    files = {
+        # inherits a distiller with blocks; its own text names no distiller
+        'a_inherits.py': f'_base_ = {kd!r}\n',
+        # a plain classifier whose comment names the distiller
+        'b_plain.py': f"# not mmkd.SingleTeacherDistiller\n_base_ = "
+                      f"{osp.join(digits, 'resnet18-tiny_digits.py')!r}\n",
+        # a distiller without blocks: a base to inherit, not a config to run
+        'c_no_blocks.py': f"_base_ = {osp.join(digits, '_base_distill.py')!r}\n",
+        # a complete distiller, but named as a shared base
+        '_base_copy.py': f'_base_ = {kd!r}\n',
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert find_distiller_configs(str(tmp_path)) == [str(tmp_path / 'a_inherits.py')]
+    with pytest.raises(FileNotFoundError, match='not a directory'):
+        find_distiller_configs(str(tmp_path / 'missing'))

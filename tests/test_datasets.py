@@ -15,9 +15,10 @@ from mmengine.registry import DefaultScope
 # Import the subpackage directly: mmkd/__init__.py need not import it.
 from mmkd.datasets import (DigitsDataset, ShapesDetDataset, ShapesSegDataset,
                            make_shapes_dataset, stratified_split)
+from mmkd.datasets.digits import _load_raw_digits
 from mmkd.datasets.shapes import SHAPE_CLASSES
 
-SMALL = dict(num_train=12, num_val=6, img_size=64, seed=0)
+SMALL = dict(num_train=12, num_val=6, num_tune=4, img_size=64, seed=0)
 
 
 # --------------------------------------------------------------------------- digits
@@ -50,6 +51,56 @@ def test_digits_deterministic_and_seeded():
     other = DigitsDataset(split='test', split_seed=1)
     assert len(other) == 450
     assert a.split_indices().tolist() != other.split_indices().tolist()
+
+
+def test_digits_tune_split_carved_from_train_only():
+    test = DigitsDataset(split='test').split_indices()
+    full_train = DigitsDataset(split='train').split_indices()
+    train = DigitsDataset(split='train', tune_fraction=0.2).split_indices()
+    tune = DigitsDataset(split='tune', tune_fraction=0.2).split_indices()
+    assert (len(train), len(tune)) == (1077, 270)  # ceil(0.2 * 1347) = 270
+    assert np.array_equal(DigitsDataset(split='test', tune_fraction=0.2).split_indices(), test)
+    assert not set(tune) & set(train) and not set(tune) & set(test)
+    assert np.array_equal(np.sort(np.concatenate([train, tune])), full_train)
+    _, labels = _load_raw_digits()
+    assert set(np.bincount(labels[tune], minlength=10)) <= {26, 27, 28}  # stratified
+    with pytest.raises(ValueError, match='tune_fraction > 0'):
+        DigitsDataset(split='tune')
+    with pytest.raises(ValueError, match=r"\['train', 'tune', 'test'\]"):
+        DigitsDataset(split='val')
+
+
+def test_digits_distortion_is_fixed_per_image_and_max_train_is_exact():
+    d = dict(rotate=25, scale=0.15, shear=15, translate=0.1, elastic_alpha=2.0, noise_std=30)
+    clean = DigitsDataset(split='test', img_size=16)
+    hard = DigitsDataset(split='test', img_size=16, distortion=d)
+    again = DigitsDataset(split='test', img_size=16, distortion=d)
+    other_seed = DigitsDataset(split='test', img_size=16, distortion=dict(d, seed=1))
+    x, y = hard.get_data_info(3)['img'], again.get_data_info(3)['img']
+    assert np.array_equal(x, y)  # the same image every time it is built
+    assert not np.array_equal(x, clean.get_data_info(3)['img'])
+    assert not np.array_equal(x, other_seed.get_data_info(3)['img'])
+    assert x.shape == (16, 16, 3) and x.dtype == np.uint8
+    assert np.array_equal(x[..., 0], x[..., 2])
+    # An image's distortion depends on its index in the 1,797 only, not on the split it is in.
+    tune = DigitsDataset(split='tune', tune_fraction=0.2, img_size=16, distortion=d)
+    train = DigitsDataset(split='train', img_size=16, distortion=d)
+    info = tune.get_data_info(0)
+    pos = int(np.flatnonzero(train.split_indices() == info['source_idx'])[0])
+    assert np.array_equal(info['img'], train.get_data_info(pos)['img'])
+    # Identity parameters leave the image as it was.
+    ident = DigitsDataset(split='test', img_size=16, distortion=dict(rotate=0.0))
+    assert np.array_equal(ident.get_data_info(3)['img'], clean.get_data_info(3)['img'])
+    for m in (10, 333, 1000):
+        idx = DigitsDataset(split='train', max_train=m).split_indices()
+        assert len(idx) == m and set(idx) <= set(DigitsDataset(split='train').split_indices())
+    _, labels = _load_raw_digits()
+    counts = np.bincount(labels[DigitsDataset(split='train', max_train=333).split_indices()])
+    assert counts.min() >= 32 and counts.max() <= 35  # stratified
+    with pytest.raises(ValueError, match='noise_sd.*valid keys'):
+        DigitsDataset(split='test', distortion=dict(noise_sd=3))
+    with pytest.raises(ValueError, match='max_train'):
+        DigitsDataset(split='train', max_train=5)
 
 
 def test_stratified_split_exact_total():
@@ -114,7 +165,7 @@ def _read(path, flag=None):
 def test_make_shapes_layout_and_counts(shapes):
     assert shapes['generated'] is True
     assert shapes['num_train'] == 12 and shapes['num_val'] == 6
-    for split, num in (('train', 12), ('val', 6)):
+    for split, num in (('train', 12), ('val', 6), ('tune', 4)):
         imgs = sorted(os.listdir(shapes[f'{split}_img_dir']))
         segs = sorted(os.listdir(shapes[f'{split}_seg_dir']))
         assert imgs == segs == [f'{i:06d}.png' for i in range(num)]
@@ -162,13 +213,23 @@ def test_shapes_boxes_tightly_contain_label_pixels(shapes):
 
 def test_make_shapes_deterministic(shapes, tmp_path):
     again = make_shapes_dataset(str(tmp_path / 'again'), **SMALL)
-    for split in ('train', 'val'):
+    for split in ('train', 'val', 'tune'):
         for name in sorted(os.listdir(shapes[f'{split}_seg_dir'])):
             for key in (f'{split}_seg_dir', f'{split}_img_dir'):
                 with open(osp.join(shapes[key], name), 'rb') as f1, \
                         open(osp.join(again[key], name), 'rb') as f2:
                     assert f1.read() == f2.read()
         with open(shapes[f'{split}_ann_file']) as f1, open(again[f'{split}_ann_file']) as f2:
+            assert json.load(f1) == json.load(f2)
+    # The tuning split is its own draw (no image shared with val), and adding or resizing it
+    # leaves the train and val images as they were.
+    for name in sorted(os.listdir(shapes['tune_img_dir'])):
+        with open(osp.join(shapes['tune_img_dir'], name), 'rb') as f1, \
+                open(osp.join(shapes['val_img_dir'], name), 'rb') as f2:
+            assert f1.read() != f2.read()
+    no_tune = make_shapes_dataset(str(tmp_path / 'no_tune'), **dict(SMALL, num_tune=0))
+    for split in ('train', 'val'):
+        with open(shapes[f'{split}_ann_file']) as f1, open(no_tune[f'{split}_ann_file']) as f2:
             assert json.load(f1) == json.load(f2)
     other = make_shapes_dataset(str(tmp_path / 'other'), **dict(SMALL, seed=1))
     with open(shapes['val_ann_file']) as f1, open(other['val_ann_file']) as f2:
@@ -177,16 +238,16 @@ def test_make_shapes_deterministic(shapes, tmp_path):
 
 def test_make_shapes_idempotent_and_overwrite(tmp_path):
     root = str(tmp_path / 'shapes')
-    first = make_shapes_dataset(root, num_train=3, num_val=2)
+    first = make_shapes_dataset(root, num_train=3, num_val=2, num_tune=1)
     seg = osp.join(first['train_seg_dir'], '000000.png')
     mtime = os.stat(seg).st_mtime_ns
-    second = make_shapes_dataset(root, num_train=3, num_val=2)
+    second = make_shapes_dataset(root, num_train=3, num_val=2, num_tune=1)
     assert first['generated'] and not second['generated']
     assert os.stat(seg).st_mtime_ns == mtime
     assert second['num_train_instances'] == first['num_train_instances']
     # Forced, or with other parameters: regenerated in place.
-    assert make_shapes_dataset(root, num_train=3, num_val=2, overwrite=True)['generated']
-    changed = make_shapes_dataset(root, num_train=4, num_val=2)
+    assert make_shapes_dataset(root, num_train=3, num_val=2, num_tune=1, overwrite=True)['generated']
+    changed = make_shapes_dataset(root, num_train=4, num_val=2, num_tune=1)
     assert changed['generated'] and len(os.listdir(changed['train_img_dir'])) == 4
     assert os.listdir(tmp_path) == ['shapes']
     # A foreign non-empty folder is never replaced silently.
@@ -194,7 +255,7 @@ def test_make_shapes_idempotent_and_overwrite(tmp_path):
     foreign.mkdir()
     (foreign / 'keep.txt').write_text('x')
     with pytest.raises(FileExistsError):
-        make_shapes_dataset(str(foreign), num_train=1, num_val=1)
+        make_shapes_dataset(str(foreign), num_train=1, num_val=1, num_tune=1)
     assert (foreign / 'keep.txt').exists()
 
 

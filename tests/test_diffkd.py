@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from mmkd.methods import DDIMSampler, DiffKD, DiffKDDenoiser
+from mmkd.methods.diffkd import tokens_to_map
 
 
 def closed_form_abar(t: int) -> float:
@@ -110,8 +111,9 @@ def test_vectors_use_the_mlp_denoiser_and_kl():
     assert refined.shape == (6, 10, 1, 1)
     losses = m(s, t)
     assert set(losses) == {'loss_kd', 'loss_ddim', 'gamma'} and losses['loss_kd'] >= 0
-    with pytest.raises(ValueError, match='maps or'):
-        built(DiffKD(), torch.randn(2, 5, 8), torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match=r'maps, \(N, L, C\) tokens or \(N, C\) vectors, '
+                                         r'got student shape \(2, 5, 8, 1, 1\)'):
+        built(DiffKD(), torch.randn(2, 5, 8, 1, 1), torch.randn(2, 5, 8, 1, 1))
 
 
 def test_fpn_tuples_per_level_or_shared():
@@ -160,6 +162,96 @@ def test_gamma_stays_in_open_unit_interval():
         opt.step()
     gamma = m.connectors[0].noise_adapter(m.connectors[0].trans(s))
     assert ((gamma > 0) & (gamma < 1)).all()
+
+
+# --- token inputs (ViT / Swin) --------------------------------------------------------------
+
+def as_tokens(x, extra=0, seed=0):
+    """(N, C, H, W) -> (N, extra + H*W, C): row-major patch tokens after ``extra`` random
+    leading (class-like) tokens, written independently of the method's reshape."""
+    n, c, h, w = x.shape
+    tokens = torch.stack([x[:, :, i, j] for i in range(h) for j in range(w)], dim=1)
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.randn(n, extra, c, generator=g), tokens], dim=1)
+
+
+def losses_with_seed(m, s, t, seed=3):
+    torch.manual_seed(seed)  # the same noise and diffusion timesteps for every call
+    return m(s, t)
+
+
+def test_tokens_give_the_loss_of_the_maps_reshaped_by_hand():
+    torch.manual_seed(0)
+    s_map, t_map = torch.randn(4, 6, 4, 4), torch.randn(4, 10, 8, 8)
+    # A ViT-like student with a class token (4x4 grid), a Swin-like teacher (8x8, no extras).
+    s_tok, t_tok = as_tokens(s_map, extra=1), as_tokens(t_map)
+    assert s_tok.shape == (4, 17, 6) and t_tok.shape == (4, 64, 10)
+    m = DiffKD(use_ae=True, skip_tokens=dict(student=1))
+    m.build(s_tok, t_tok)
+    for s, t in ((s_map, t_map), (s_tok, t_map), (s_map, t_tok)):  # maps and tokens mix too
+        expected = losses_with_seed(m, s_map, t_map)
+        got = losses_with_seed(m, s, t)
+        assert set(got) == {'loss_kd', 'loss_ddim', 'loss_ae', 'gamma'}
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+    torch.testing.assert_close(tokens_to_map(s_tok, 1), s_map, rtol=0, atol=0)
+    # A non-square grid given explicitly: 2 x 4 tokens.
+    s_rect, t_rect = torch.randn(3, 5, 2, 4), torch.randn(3, 7, 2, 4)
+    rect = built(DiffKD(token_shape=(2, 4)), as_tokens(s_rect), as_tokens(t_rect))
+    torch.testing.assert_close(losses_with_seed(rect, as_tokens(s_rect), as_tokens(t_rect)),
+                               losses_with_seed(rect, s_rect, t_rect), rtol=0, atol=0)
+
+
+def test_class_token_is_dropped():
+    torch.manual_seed(0)
+    s_map, t_map = torch.randn(4, 6, 3, 3), torch.randn(4, 8, 3, 3)
+    # DeiT-like: class and distillation tokens on both sides, skip_tokens as one int.
+    s_a, t_a = as_tokens(s_map, extra=2, seed=1), as_tokens(t_map, extra=2, seed=2)
+    s_b, t_b = as_tokens(s_map, extra=2, seed=5), as_tokens(t_map, extra=2, seed=6)
+    assert not torch.equal(s_a, s_b) and not torch.equal(t_a, t_b)
+    m = built(DiffKD(skip_tokens=2), s_a, t_a)
+    a, b = losses_with_seed(m, s_a, t_a), losses_with_seed(m, s_b, t_b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    # Counted as patch tokens instead, 11 tokens are no grid at all.
+    with pytest.raises(ValueError, match='not a square grid'):
+        built(DiffKD(), s_a, t_a)
+
+
+def test_non_square_tokens_fail_naming_the_shapes():
+    s, t = torch.randn(2, 12, 6), torch.randn(2, 17, 8)  # 12 student tokens: 3x4, not square
+    with pytest.raises(ValueError) as err:
+        built(DiffKD(), s, t)
+    msg = str(err.value)
+    for word in ('student tokens', '(2, 12, 6)', '12 tokens', 'skip_tokens=0',
+                 'not a square grid', 'token_shape=(h, w), h * w = 12'):
+        assert word in msg, (word, msg)
+    with pytest.raises(ValueError, match=r'teacher tokens of shape \(2, 17, 8\) leave 16 '
+                                         r'tokens after skip_tokens=1, but '
+                                         r'token_shape=\(3, 4\) holds 12'):
+        built(DiffKD(skip_tokens=dict(teacher=1), token_shape=dict(student=(3, 4),
+                                                                   teacher=(3, 4))), s, t)
+    # The per-side grid works (teacher 16 tokens after its class token: square 4x4).
+    m = built(DiffKD(skip_tokens=dict(teacher=1), token_shape=dict(student=(3, 4))), s, t)
+    assert torch.isfinite(m(s, t)['loss_kd'])
+    with pytest.raises(ValueError, match=r"valid keys: \['student', 'teacher'\]"):
+        DiffKD(skip_tokens=dict(cls=1))
+    with pytest.raises(ValueError, match='skip_tokens \\(student\\) must be an int >= 0'):
+        DiffKD(skip_tokens=-1)
+    with pytest.raises(ValueError, match='token_shape \\(teacher\\) must be None or'):
+        DiffKD(token_shape=dict(teacher=(4, 0)))
+    with pytest.raises(ValueError, match='must leave at least one'):
+        built(DiffKD(skip_tokens=12), s, torch.randn(2, 16, 8))
+
+
+def test_distance_loss_reaches_the_student_tokens_but_not_the_class_token():
+    torch.manual_seed(0)
+    tokens = torch.randn(4, 1 + 9, 6, requires_grad=True)
+    teacher = torch.randn(4, 9, 8)
+    m = built(DiffKD(skip_tokens=dict(student=1)), tokens, teacher)
+    m(tokens, teacher)['loss_kd'].backward()
+    assert (tokens.grad[:, 1:].abs().sum(dim=2) > 0).all()  # every patch token gets a gradient
+    assert torch.equal(tokens.grad[:, 0], torch.zeros(4, 6))  # the dropped class token none
 
 
 # --- gradient paths -------------------------------------------------------------------------

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mmkd.recorders import ModuleRecorder, RecordPoint, StopForward, find_module, parse_point
+from mmkd.recorders import (ModuleRecorder, RecordPoint, StopForward, expand_points, find_module,
+                            parse_point)
 
 
 class Toy(nn.Module):
@@ -98,3 +99,82 @@ def test_disabled_recorder_records_nothing_and_missing_point_is_an_error():
         rec.finish()
     rec.remove()
     assert not model.neck._forward_hooks
+
+
+class Stages(nn.Module):
+    """backbone.layer{1,2,3}.{0..n-1}: the module tree of the CIFAR ResNets, without the cost."""
+
+    def __init__(self, n=18):
+        super().__init__()
+        self.backbone = nn.Module()
+        for i in (1, 2, 3):
+            self.backbone.add_module(f'layer{i}', nn.Sequential(*[nn.Identity()
+                                                                 for _ in range(n)]))
+        self.neck = nn.Identity()
+
+
+def modules_of(points):
+    return [parse_point(p).module for p in points]
+
+
+def test_matches_keeps_every_second_match_over_all_stages():
+    model = Stages(18)  # ResNet-110's 3 x 18 blocks
+    points = expand_points(dict(module='backbone.layer*.*', matches='1::2'), model)
+    # Global odd indices; with 18 (even) blocks a stage these are each stage's blocks 1, 3, .. 17.
+    assert modules_of(points) == [f'backbone.layer{i}.{j}' for i in (1, 2, 3)
+                                  for j in range(1, 18, 2)]
+    assert len(points) == 27
+    # Over all matches together, not per stage: with 3 blocks a stage, 1::2 crosses stages.
+    assert modules_of(expand_points(dict(module='backbone.layer*.*', matches='1::2'),
+                                    Stages(3))) == [
+        'backbone.layer1.1', 'backbone.layer2.0', 'backbone.layer2.2', 'backbone.layer3.1']
+    small = Stages(2)
+    for matches, expected in (('1:', ['layer1.1', 'layer2.0', 'layer2.1', 'layer3.0',
+                                      'layer3.1']),
+                              (':2', ['layer1.0', 'layer1.1']),
+                              ('-2:', ['layer3.0', 'layer3.1']),
+                              ('::-3', ['layer3.1', 'layer2.0']),
+                              (' 0 : 5 : 4 ', ['layer1.0', 'layer3.0'])):
+        got = expand_points(dict(module='backbone.layer*.*', matches=matches), small)
+        assert modules_of(got) == ['backbone.' + e for e in expected], matches
+
+
+def test_matches_keeps_source_and_index_and_mixes_with_string_points():
+    model = Stages(2)
+    points = expand_points(['neck[0]', dict(module='backbone.layer?.*', matches='::3',
+                                            source='input', index=1), 'backbone@input'], model)
+    assert points == ['neck[0]', RecordPoint('backbone.layer1.0', 'input', 1),
+                      RecordPoint('backbone.layer2.1', 'input', 1), 'backbone@input']
+    assert parse_point(points[0]) == RecordPoint('neck', 'output', 0)
+    assert parse_point(points[-1]) == RecordPoint('backbone', 'input', None)
+    # Without a wildcard or `matches` the spec is returned as it was.
+    assert expand_points('neck[0]', model) == 'neck[0]'
+    # A dict with a wildcard but no `matches` takes every match, as the string does.
+    assert expand_points(dict(module='backbone.layer3.*'), model) == expand_points(
+        'backbone.layer3.*', model)
+
+
+@pytest.mark.parametrize('matches,message', [
+    ('every 2', 'is not a slice'),
+    ('1:2:3:4', 'is not a slice'),
+    ('1.5:', 'is not a slice'),
+    (2, 'is not a slice'),
+    ('::0', 'step 0'),
+    ('100:', 'keeps none of the 54 modules'),
+])
+def test_bad_matches_name_the_point_and_the_number_of_matches(matches, message):
+    spec = dict(module='backbone.layer*.*', matches=matches)
+    with pytest.raises(ValueError, match=message) as e:
+        expand_points(spec, Stages(18), 'teacher')
+    assert repr(spec) in str(e.value) and '54 modules' in str(e.value)
+
+
+def test_matches_is_only_valid_where_patterns_are_expanded():
+    with pytest.raises(ValueError, match='expand_points'):
+        parse_point(dict(module='backbone.layer*.*', matches='1::2'))
+    with pytest.raises(ValueError, match="matches='start:stop:step'"):
+        parse_point('backbone.layer*.*[1::2]')  # brackets index the output: no slice there
+    with pytest.raises(ValueError, match='valid keys'):
+        expand_points(dict(module='backbone.layer*.*', matches='1:', where='input'), Stages(2))
+    with pytest.raises(KeyError, match='matches no module'):
+        expand_points(dict(module='backbone.stage*.*', matches='1:'), Stages(2))

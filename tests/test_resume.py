@@ -1,6 +1,5 @@
 """Resume: exact (random-number states in the checkpoint), robust to a damaged latest
 checkpoint, and checkpoints written atomically."""
-import glob
 import os
 import os.path as osp
 import random
@@ -18,6 +17,7 @@ from mmengine.fileio import get_file_backend
 from mmkd.hooks import capture_random_state, restore_random_state
 from mmkd.utils import AtomicLocalBackend, checkpoint_damage, find_resumable_checkpoint
 from mmkd.utils.checkpoint import safe_torch_load
+from mmkd.utils.tool_config import find_distiller_configs
 
 from conftest import DEMO, REPO, assert_blocks_logged, run_tool, shapes_options
 
@@ -189,8 +189,7 @@ def test_epoch_based_vkd_resume_is_bit_exact(tmp_path, teacher_ckpts):
     _assert_same_weights(str(tmp_path / 'full' / 'epoch_2.pth'), str(work / 'epoch_2.pth'))
 
 
-DEMO_DISTILL = sorted(p for p in glob.glob(osp.join(DEMO, '*', '*_*_*.py'))
-                      if 'SingleTeacherDistiller' in open(p).read())
+DEMO_DISTILL = find_distiller_configs(DEMO, recursive=True)
 TASK_OF_FOLDER = dict(digits='digits', shapes_det='det', shapes_seg='seg')
 
 

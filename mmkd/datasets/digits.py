@@ -100,6 +100,57 @@ def digit_to_image(digit: np.ndarray, img_size: int = 32) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
+#: Keys of :func:`distort_digit`'s ``distortion`` dict, with their meaning.
+DISTORTION_KEYS = {
+    'rotate': 'maximum rotation in degrees (uniform in [-rotate, rotate])',
+    'scale': 'maximum relative scale change (uniform in [1 - scale, 1 + scale])',
+    'shear': 'maximum shear angle in degrees',
+    'translate': 'maximum shift as a fraction of the image side',
+    'elastic_alpha': 'elastic displacement strength in pixels (Simard et al., 2003)',
+    'elastic_sigma': 'Gaussian smoothing of the displacement field, in pixels',
+    'noise_std': 'standard deviation of additive Gaussian noise, in grey levels (0..255)',
+    'seed': 'seed of the per-image draws (default 0)',
+}
+
+
+def distort_digit(img: np.ndarray, rng: np.random.Generator, rotate: float = 0.0,
+                  scale: float = 0.0, shear: float = 0.0, translate: float = 0.0,
+                  elastic_alpha: float = 0.0, elastic_sigma: float = 3.0,
+                  noise_std: float = 0.0) -> np.ndarray:
+    """One random affine + elastic warp plus additive noise of an ``(S, S, 3)`` uint8 digit.
+
+    The affine part turns about the image centre; the elastic part displaces every pixel by a
+    random field smoothed with a Gaussian of ``elastic_sigma`` and scaled by ``elastic_alpha``
+    (Simard, Steinkraus, Platt, ICDAR 2003, the classic way to make handwritten digits harder
+    without changing their class). Both resample bilinearly with a black (no ink) border. The
+    three channels stay identical. Returns a new ``(S, S, 3)`` uint8 array.
+    """
+    size = img.shape[0]
+    grey = img[:, :, 0].astype(np.float32)
+    centre = (size - 1) / 2.0
+    angle = np.deg2rad(rng.uniform(-rotate, rotate))
+    zoom = rng.uniform(1.0 - scale, 1.0 + scale)
+    sh = np.tan(np.deg2rad(rng.uniform(-shear, shear)))
+    shift = rng.uniform(-translate, translate, size=2) * size
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    linear = zoom * rot @ np.array([[1.0, sh], [0.0, 1.0]])
+    offset = np.array([centre, centre]) + shift - linear @ np.array([centre, centre])
+    matrix = np.hstack([linear, offset[:, None]]).astype(np.float32)
+    grey = cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if elastic_alpha > 0:
+        field = rng.uniform(-1, 1, size=(2, size, size)).astype(np.float32)
+        field = np.stack([cv2.GaussianBlur(f, (0, 0), elastic_sigma) for f in field])
+        field *= elastic_alpha / max(float(np.abs(field).max()), 1e-6)
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+        grey = cv2.remap(grey, xs + field[0], ys + field[1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if noise_std > 0:
+        grey = grey + rng.normal(0.0, noise_std, size=grey.shape).astype(np.float32)
+    grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
 @DATASETS.register_module()
 class DigitsDataset(BaseDataset):
     """scikit-learn's real handwritten digits as an mmpretrain classification dataset.
@@ -110,6 +161,21 @@ class DigitsDataset(BaseDataset):
     appears in both, in proportion to its frequency). The split depends only on ``split_seed``
     and ``test_fraction``; ``test_mode`` does not change it (pass ``split='test'`` for evaluation).
 
+    **Harder variants.** ``distortion=dict(rotate=..., scale=..., shear=..., translate=...,
+    elastic_alpha=..., elastic_sigma=..., noise_std=..., seed=...)`` gives every image one fixed
+    random warp and noise (:func:`distort_digit`), drawn from ``(seed, index in the 1,797)``
+    alone, so an image looks the same in every split, epoch and process; ``max_train`` keeps a
+    stratified subset of the training images. Both make the task harder so that a small student
+    falls clearly behind a larger teacher.
+
+    **Tuning split.** Hyperparameters must not be chosen on the split that is reported. With
+    ``tune_fraction > 0`` a stratified ``'tune'`` split of ``ceil(tune_fraction * 1347)`` images
+    is carved out of the training images (seed ``split_seed + 1``) and ``'train'`` becomes the
+    rest; ``'test'`` never changes. Choose settings by training on ``'train'`` and scoring on
+    ``'tune'`` (both with the same ``tune_fraction``), then report the chosen setting trained
+    with ``tune_fraction=0`` (all 1,347 images) and scored on ``'test'``. With
+    ``tune_fraction=0.2``: 1,077 train / 270 tune / 450 test.
+
     Each data info is ``dict(img=..., gt_label=int, img_shape=(S, S), ori_shape=(S, S),
     sample_idx=...)`` where ``img`` is an ``(S, S, 3)`` uint8 BGR-like array (three identical
     channels, values 0..255, ``S = img_size``) already in memory, so pipelines start directly
@@ -119,10 +185,18 @@ class DigitsDataset(BaseDataset):
     classifier's data preprocessor this becomes ``(B, 3, S, S)`` float.
 
     Args:
-        split (str): ``'train'`` or ``'test'``.
+        split (str): ``'train'``, ``'tune'`` (needs ``tune_fraction > 0``) or ``'test'``.
         test_fraction (float): fraction of the 1,797 samples held out for ``'test'``
             (rounded up). Defaults to 0.25.
+        tune_fraction (float): fraction of the training images held out for ``'tune'``
+            (rounded up), in [0, 1). Defaults to 0 (no tuning split; ``'train'`` is all of
+            them).
         split_seed (int): seed of the stratified split. Defaults to 0.
+        distortion (dict, optional): per-image affine/elastic warp and noise, keys
+            :data:`DISTORTION_KEYS`. Defaults to None (the clean digits).
+        max_train (int, optional): keep at most this many training images (a stratified
+            subset, seed ``split_seed + 2``; ``'tune'`` and ``'test'`` are unchanged).
+            Defaults to None (all).
         img_size (int): side of the square output images; the 8x8 scans are upsampled
             bilinearly. Defaults to 32 (CIFAR-sized, so CIFAR-style ResNets apply unchanged).
         pipeline (Sequence): mmpretrain transforms, built with mmpretrain's registry.
@@ -140,25 +214,46 @@ class DigitsDataset(BaseDataset):
 
     METAINFO = {'classes': DIGIT_CLASSES}
     NUM_SAMPLES = 1797
+    SPLITS = ('train', 'tune', 'test')
 
     def __init__(self,
                  split: str = 'train',
                  test_fraction: float = 0.25,
+                 tune_fraction: float = 0.0,
                  split_seed: int = 0,
+                 distortion: Optional[dict] = None,
+                 max_train: Optional[int] = None,
                  img_size: int = 32,
                  pipeline: Sequence = (),
                  test_mode: bool = False,
                  lazy_init: bool = False,
                  metainfo: Optional[dict] = None,
                  **kwargs) -> None:
-        if split not in ('train', 'test'):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if split not in self.SPLITS:
+            raise ValueError(f'DigitsDataset split must be one of {list(self.SPLITS)}, got '
+                             f'{split!r}')
+        if not 0.0 <= tune_fraction < 1.0:
+            raise ValueError(f'DigitsDataset tune_fraction must be in [0, 1), got '
+                             f'{tune_fraction!r}')
+        unknown = sorted(set(distortion or {}) - set(DISTORTION_KEYS))
+        if unknown:
+            raise ValueError(f'DigitsDataset distortion: unknown key(s) {unknown}; valid keys '
+                             f'are {list(DISTORTION_KEYS)}')
+        if max_train is not None and (not isinstance(max_train, int) or max_train < 10):
+            raise ValueError(f'DigitsDataset max_train must be an int >= 10 (one image per '
+                             f'class at least) or None, got {max_train!r}')
+        if split == 'tune' and tune_fraction == 0:
+            raise ValueError("DigitsDataset split='tune' needs tune_fraction > 0 (e.g. 0.2): "
+                             'the tuning split is carved out of the training images')
         if not isinstance(img_size, int) or img_size < 1:
             raise ValueError(f'img_size must be a positive int, got {img_size!r}')
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
         self.split = split
         self.test_fraction = float(test_fraction)
+        self.tune_fraction = float(tune_fraction)
+        self.distortion = dict(distortion) if distortion else None
+        self.max_train = max_train
         self.split_seed = int(split_seed)
         self.img_size = img_size
         kwargs.pop('ann_file', None)  # nothing to read: the data comes from scikit-learn
@@ -174,17 +269,39 @@ class DigitsDataset(BaseDataset):
         """Indices into ``sklearn.datasets.load_digits()`` of this split, sorted ascending."""
         _, labels = _load_raw_digits()
         train_idx, test_idx = stratified_split(labels, self.test_fraction, self.split_seed)
-        return train_idx if self.split == 'train' else test_idx
+        if self.split == 'test':
+            return test_idx
+        # Positions within the training images, stratified by class with its own seed, so the
+        # tuning split never touches the test images and does not move when it is resized.
+        if self.tune_fraction > 0:
+            keep, tune = stratified_split(labels[train_idx], self.tune_fraction,
+                                          self.split_seed + 1)
+            if self.split == 'tune':
+                return train_idx[tune]
+            train_idx = train_idx[keep]
+        if self.max_train is not None and self.max_train < len(train_idx):
+            # The subset is the held-out side of a stratified split whose size rounds up to
+            # exactly max_train (the half keeps float rounding from adding one).
+            _, keep = stratified_split(labels[train_idx], (self.max_train - 0.5) / len(train_idx),
+                                       self.split_seed + 2)
+            train_idx = train_idx[keep]
+        return train_idx
 
     def load_data_list(self) -> List[dict]:
         """Build the in-memory data list (one dict per image, see the class docstring)."""
         images, labels = _load_raw_digits()
         shape = (self.img_size, self.img_size)
         data_list = []
+        distortion = dict(self.distortion or {})
+        distortion_seed = int(distortion.pop('seed', 0))
         for source_idx in self.split_indices():
+            img = digit_to_image(images[source_idx], self.img_size)
+            if distortion:
+                rng = np.random.default_rng([distortion_seed, int(source_idx)])
+                img = distort_digit(img, rng, **distortion)
             data_list.append(
                 dict(
-                    img=digit_to_image(images[source_idx], self.img_size),
+                    img=img,
                     gt_label=int(labels[source_idx]),
                     img_shape=shape,
                     ori_shape=shape,
@@ -195,7 +312,8 @@ class DigitsDataset(BaseDataset):
     def extra_repr(self) -> List[str]:
         return [
             f'Split: {self.split} (test_fraction={self.test_fraction}, '
-            f'split_seed={self.split_seed})',
+            f'tune_fraction={self.tune_fraction}, split_seed={self.split_seed})',
             f'Image size: {self.img_size}x{self.img_size}x3 uint8',
+            f'Distortion: {self.distortion}, max_train: {self.max_train}',
             'Source: sklearn.datasets.load_digits (1,797 real 8x8 handwritten digits)',
         ]

@@ -6,10 +6,14 @@ single-channel label maps, so that detection (:class:`ShapesDetDataset`, mmdet) 
 (:class:`ShapesSegDataset`, mmseg) distillation runs can be trained and evaluated on a CPU in
 minutes, with no download. Layout under ``out_dir``::
 
-    images/{train,val}/000000.png            (S, S, 3) uint8 colour PNG
-    seg_maps/{train,val}/000000.png          (S, S) uint8 PNG: 0 bg, 1 circle, 2 square, 3 triangle
-    annotations/instances_{train,val}.json   COCO: bbox [x, y, w, h], polygon, area, iscrowd=0
-    meta.json                                generation parameters; written last
+    images/{train,val,tune}/000000.png            (S, S, 3) uint8 colour PNG
+    seg_maps/{train,val,tune}/000000.png          (S, S) uint8 PNG: 0 bg, 1..3 the shape class
+    annotations/instances_{train,val,tune}.json   COCO: bbox [x, y, w, h], polygon, area
+    meta.json                                     generation parameters; written last
+
+``val`` is the split the demo reports (as COCO and Cityscapes results are reported on val);
+``tune`` is a third, disjoint split drawn the same way, on which demo hyperparameters are chosen,
+so that no reported number comes from the split its settings were chosen on.
 
 Only numpy and OpenCV are used to generate the data.
 """
@@ -37,7 +41,7 @@ SEG_PALETTE = [(0, 0, 0)] + SHAPE_PALETTE
 # Bump whenever the drawing code changes, so that an existing dataset folder with an old
 # meta.json is regenerated instead of silently reused.
 _FORMAT_VERSION = 1
-_SPLIT_IDS = {'train': 0, 'val': 1}
+_SPLIT_IDS = {'train': 0, 'val': 1, 'tune': 2}
 _MARGIN = 2  # minimum free pixels between the boxes of two shapes
 
 
@@ -217,7 +221,7 @@ def _read_meta(root: str):
 
 def _summary(root: str, meta: dict, generated: bool) -> Dict:
     paths = {}
-    for split in ('train', 'val'):
+    for split in _SPLIT_IDS:
         paths[f'{split}_img_dir'] = osp.join(root, 'images', split)
         paths[f'{split}_seg_dir'] = osp.join(root, 'seg_maps', split)
         paths[f'{split}_ann_file'] = osp.join(root, 'annotations', f'instances_{split}.json')
@@ -226,8 +230,10 @@ def _summary(root: str, meta: dict, generated: bool) -> Dict:
         **paths,
         num_train=meta['params']['num_train'],
         num_val=meta['params']['num_val'],
+        num_tune=meta['params']['num_tune'],
         num_train_instances=meta['num_instances']['train'],
         num_val_instances=meta['num_instances']['val'],
+        num_tune_instances=meta['num_instances']['tune'],
         img_size=meta['params']['img_size'],
         seed=meta['params']['seed'],
         classes=SHAPE_CLASSES,
@@ -237,6 +243,7 @@ def _summary(root: str, meta: dict, generated: bool) -> Dict:
 def make_shapes_dataset(out_dir: str,
                         num_train: int = 300,
                         num_val: int = 100,
+                        num_tune: int = 100,
                         img_size: int = 64,
                         seed: int = 0,
                         overwrite: bool = False) -> Dict:
@@ -261,25 +268,30 @@ def make_shapes_dataset(out_dir: str,
     Args:
         out_dir (str): dataset root.
         num_train (int): number of training images. Defaults to 300.
-        num_val (int): number of validation images. Defaults to 100.
+        num_val (int): number of validation images (the reported split). Defaults to 100.
+        num_tune (int): number of images of the hyperparameter-tuning split. Defaults to 100.
+            Images of every split are a pure function of ``(seed, split, index)``, so adding
+            this split left the train and val images unchanged.
         img_size (int): image side in pixels (>= 16). Defaults to 64.
         seed (int): generation seed. Defaults to 0.
         overwrite (bool): regenerate even if a matching dataset exists. Defaults to False.
 
     Returns:
-        dict: ``root``, ``{train,val}_img_dir``, ``{train,val}_seg_dir``,
-        ``{train,val}_ann_file`` (absolute paths), ``num_train``, ``num_val``,
-        ``num_train_instances``, ``num_val_instances``, ``img_size``, ``seed``, ``classes`` and
+        dict: ``root``, ``{train,val,tune}_img_dir``, ``{train,val,tune}_seg_dir``,
+        ``{train,val,tune}_ann_file`` (absolute paths), ``num_{train,val,tune}``,
+        ``num_{train,val,tune}_instances``, ``img_size``, ``seed``, ``classes`` and
         ``generated`` (False when an existing dataset was reused).
     """
     if img_size < 16:
         raise ValueError(f'img_size must be >= 16, got {img_size}')
-    if num_train < 0 or num_val < 0:
-        raise ValueError('num_train and num_val must be >= 0')
+    if min(num_train, num_val, num_tune) < 0:
+        raise ValueError(f'num_train, num_val and num_tune must be >= 0, got {num_train}, '
+                         f'{num_val}, {num_tune}')
     params = dict(
         format_version=_FORMAT_VERSION,
         num_train=int(num_train),
         num_val=int(num_val),
+        num_tune=int(num_tune),
         img_size=int(img_size),
         seed=int(seed))
     root = osp.abspath(osp.expanduser(str(out_dir)))
@@ -304,6 +316,7 @@ def make_shapes_dataset(out_dir: str,
         counts = {
             'train': _write_split(tmp, 'train', num_train, img_size, seed),
             'val': _write_split(tmp, 'val', num_val, img_size, seed),
+            'tune': _write_split(tmp, 'tune', num_tune, img_size, seed),
         }
         meta = dict(params=params, num_instances=counts, classes=list(SHAPE_CLASSES))
         with open(osp.join(tmp, 'meta.json'), 'w') as f:

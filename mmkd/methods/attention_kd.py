@@ -24,6 +24,15 @@ irrelevant to a student layer are filtered out of its target. The selection rule
 and configurable: 'topk' (the k highest-scoring teacher keys per student query, default k = half
 of the teacher layers), 'threshold' (keys whose attention is at least a threshold, always
 keeping the best one) or 'all' (plain attention matching over every teacher layer).
+
+Loss scale of RTK. Each of AFD's T teacher rows of attention sums to 1 (total mass T per
+sample); each of RTK's S student rows sums to 1 (total mass S). Summed as is, RTK's loss is S/T
+of AFD's for the same pair distances (1/3 with WRN-40-2 -> WRN-16-2, T = 18, S = 6), so AFD's
+published weight (200 on CIFAR) would mean a third as much in RTK. RTK therefore multiplies its
+sum by T/S by default (``normalize='teacher_layers'``): the total attention mass is T, as in
+AFD, and with uniform attention and every key kept RTK's loss *equals* AFD's. The abstract gives
+no loss scale, so this is our choice, made so that RTK can use AFD's weights;
+``normalize='none'`` keeps the raw sum.
 """
 import math
 from typing import Dict, List, Optional, Sequence
@@ -166,30 +175,45 @@ class RTK(_LayerAttention):
     the roles reversed); non-selected keys get zero attention (masked before the softmax),
     so their teacher layers do not enter the loss at all::
 
-        loss = mean_n sum_s sum_{t kept for s} attn[n, s, t] * mean((value_s->t - value_t)^2)
+        loss = T/S * mean_n sum_s sum_{t kept for s} attn[n, s, t] * mean((value_s->t - value_t)^2)
+
+    The factor T/S (``normalize='teacher_layers'``, default) puts RTK on AFD's scale: AFD's
+    attention has one unit of mass per teacher layer (T in all), RTK's one per student layer
+    (S), so without it RTK's loss is S/T of AFD's for the same distances (a third for
+    WRN-40-2 -> WRN-16-2) and AFD's weights (200 on CIFAR) would not carry over. With it, RTK
+    with ``selection='all'`` and uniform attention gives exactly AFD's loss. Our choice (the
+    abstract states no scale); ``normalize='none'`` returns the raw sum.
 
     Args:
         selection (str): 'topk' (default), 'threshold' or 'all' (plain attention matching).
         num_keys (int, optional): k for 'topk'; default ceil(T / 2) of the T teacher layers.
         threshold (float): for 'threshold': keep keys with softmax attention >= threshold
             (the best key is always kept), then renormalise. Default 0.1.
+        normalize (str): 'teacher_layers' (default): multiply the summed loss by T/S, so
+            the total attention mass is T as in AFD and AFD's loss weights apply; 'none': the
+            raw sum over the S student queries.
         qk_dim (int): query/key width. Default 128.
         loss_name (str): key of the returned loss. Default 'loss_rtk'.
     Logs ``kept_keys``: the mean number of teacher keys kept per student layer.
     """
     query_side = 'student'
     SELECTIONS = ('topk', 'threshold', 'all')
+    NORMALIZATIONS = ('teacher_layers', 'none')
 
     def __init__(self, selection: str = 'topk', num_keys: Optional[int] = None,
-                 threshold: float = 0.1, qk_dim: int = 128, loss_name: str = 'loss_rtk',
-                 **kwargs):
+                 threshold: float = 0.1, normalize: str = 'teacher_layers', qk_dim: int = 128,
+                 loss_name: str = 'loss_rtk', **kwargs):
         super().__init__(qk_dim=qk_dim, loss_name=loss_name, **kwargs)
         if selection not in self.SELECTIONS:
             raise ValueError(f'RTK selection must be one of {list(self.SELECTIONS)}, got '
                              f'{selection!r}')
+        if normalize not in self.NORMALIZATIONS:
+            raise ValueError(f'RTK normalize must be one of {list(self.NORMALIZATIONS)}, got '
+                             f'{normalize!r}')
         if num_keys is not None and num_keys < 1:
             raise ValueError(f'RTK num_keys must be >= 1, got {num_keys}')
         self.selection, self.num_keys, self.threshold = selection, num_keys, threshold
+        self.normalize = normalize
 
     def key_mask(self, logits: torch.Tensor) -> torch.Tensor:
         """Boolean (N, S, T): the representative teacher keys kept for each student query."""
@@ -215,4 +239,7 @@ class RTK(_LayerAttention):
         attn = self.attention(student, teacher)  # N, S, T
         dist = self.pair_distances(student, teacher).transpose(1, 2)  # N, S, T
         loss = (attn * dist).sum(dim=(1, 2)).mean()  # dropped keys: attention exactly 0
+        if self.normalize == 'teacher_layers':
+            # Mass S -> T: AFD's scale, so AFD's loss weights mean the same here.
+            loss = loss * (attn.shape[2] / attn.shape[1])
         return {self.loss_name: loss, 'kept_keys': (attn > 0).float().sum(2).mean().detach()}

@@ -15,9 +15,15 @@ matched to the teacher feature. Data flow of one level (names follow the authors
     loss_ddim = MSE(denoiser(sqrt(abar_u) z + sqrt(1 - abar_u) n, u), n),  u ~ U{0..T-1}
     loss_ae   = MSE(decoder(z_hidden), t)      # only with the autoencoder; trains only the AE
 
+Tokens (N, L, C) (ViT / Swin features) are laid out as maps before anything else, as the
+authors do for their Swin teachers and students (``_reshape_BCHW`` in their ``kd_loss.py``): the
+first ``skip_tokens`` (a class token) are dropped and the remaining L' tokens are placed row by
+row on an h x w grid, h = w = sqrt(L') unless ``token_shape`` is given.
+
 Nothing of this runs at inference: the module lives in the distiller, not in the student.
 """
-from typing import Dict, List, Optional, Union
+import math
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -27,6 +33,43 @@ from mmengine.model import BaseModule
 from ..losses import build_distance
 from ..registry import MODELS
 from .base import LevelwiseMethod, resize_like
+
+
+def tokens_to_map(x: torch.Tensor, skip_tokens: int = 0,
+                  shape: Optional[Sequence[int]] = None, name: str = 'tokens') -> torch.Tensor:
+    """(N, L, C) tokens -> (N, C, h, w) map.
+
+    The first ``skip_tokens`` tokens (class / distillation tokens) are dropped; token i of the
+    remaining L' goes to row i // w, column i % w, the row-major order of ViT and Swin patch
+    tokens and of the authors' ``x.transpose(-2, -1).reshape(B, C, H, W)``. The grid is square
+    (h = w = sqrt(L'), the authors' rule) unless ``shape=(h, w)`` is given; a token count that
+    fits neither is an error naming ``name`` and the shapes (the authors' ``int(sqrt(L))``
+    would fail later in the reshape).
+    """
+    n, length, channels = x.shape
+    if not 0 <= skip_tokens < length:
+        raise ValueError(f'DiffKD: {name} of shape {tuple(x.shape)} have {length} tokens; '
+                         f'skip_tokens={skip_tokens} must leave at least one.')
+    remaining = length - skip_tokens
+    if shape is None:
+        side = math.isqrt(remaining)
+        if side * side != remaining:
+            raise ValueError(
+                f'DiffKD: {name} of shape {tuple(x.shape)} leave {remaining} tokens after '
+                f'skip_tokens={skip_tokens}, not a square grid; give the grid with '
+                f'token_shape=(h, w), h * w = {remaining} (dict(student=..., teacher=...) for '
+                'one side), or drop extra leading tokens with skip_tokens.')
+        h = w = side
+    else:
+        h, w = shape
+        if h * w != remaining:
+            raise ValueError(f'DiffKD: {name} of shape {tuple(x.shape)} leave {remaining} '
+                             f'tokens after skip_tokens={skip_tokens}, but '
+                             f'token_shape={tuple(shape)} holds {h * w}.')
+    # The reshape is a channels-last view; made contiguous so that the noise drawn with
+    # randn_like (which follows the input's strides) and the convolutions see exactly what the
+    # same map in (N, C, H, W) layout gives.
+    return x[:, skip_tokens:].transpose(1, 2).reshape(n, channels, h, w).contiguous()
 
 
 class DDIMSampler(nn.Module):
@@ -212,13 +255,17 @@ class DiffKDLevel(BaseModule):
 class DiffKD(LevelwiseMethod):
     """Diffusion-denoised feature (or logit) distillation.
 
-    Inputs per level: feature maps (N, C, H, W) or vectors / logits (N, C) (handled as 1x1 maps);
-    FPN tuples give one :class:`DiffKDLevel` per level, or one shared by all with
-    ``share_levels=True``. A student map of another spatial size is resized bilinearly to the
-    teacher's. Returns ``loss_kd`` (distance between refined student and teacher / latent),
-    ``loss_ddim`` (noise-prediction loss on the detached teacher), ``loss_ae`` (reconstruction,
-    with ``use_ae``) and the logged diagnostic ``gamma`` (mean noise-adapter output; values
-    stuck near 1 mean the student is treated as almost noise-free).
+    Inputs per level: feature maps (N, C, H, W), tokens (N, L, C) (laid out as maps, see
+    :func:`tokens_to_map`) or vectors / logits (N, C) (handled as 1x1 maps); FPN tuples give one
+    :class:`DiffKDLevel` per level, or one shared by all with ``share_levels=True``. A student
+    map (or token grid) of another spatial size is resized bilinearly to the teacher's: the
+    authors' token pairs (Swin-L -> Swin-T ``norm`` outputs, 7x7 each) have equal grids and
+    their code has no rule for unequal ones, so mmkd's rule for maps applies. Channels differ
+    freely (``trans``, a 1x1 conv, as in the authors' code). Returns ``loss_kd`` (distance
+    between refined student and teacher / latent), ``loss_ddim`` (noise-prediction loss on the
+    detached teacher), ``loss_ae`` (reconstruction, with ``use_ae``) and the logged diagnostic
+    ``gamma`` (mean noise-adapter output; values stuck near 1 mean the student is treated as
+    almost noise-free).
 
     Args:
         distance (str | dict): 'mse' (feature maps, default), 'kl' (logits, ``dict(type='kl',
@@ -238,18 +285,41 @@ class DiffKD(LevelwiseMethod):
             projected student feature itself (the paper's ablation). Default True.
         loss_weights (dict): weights of 'kd', 'ddim' and 'ae' (all 1 in the paper; the block's
             ``loss_weight`` multiplies them all, e.g. 5 for detection).
+        skip_tokens (int | dict): leading tokens of (N, L, C) inputs to drop before the
+            reshape (1 for a ViT's class token, 2 for DeiT's class and distillation tokens;
+            the name of VkD's option). An int applies to both sides' token inputs,
+            ``dict(student=..., teacher=...)`` to each side (a missing side: 0). Ignored for
+            maps and vectors. Default 0 (the authors' Swin tokens have none).
+        token_shape (tuple | dict, optional): the (h, w) grid of the tokens left after
+            ``skip_tokens``, for non-square grids; an int-pair for both sides or
+            ``dict(student=(h, w), teacher=(h, w))``. Default None: square, h = w = sqrt(L')
+            (authors). A fixed grid must match every batch's token count.
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
     """
 
     LOSS_TERMS = ('kd', 'ddim', 'ae')
+    SIDES = ('student', 'teacher')
 
     def __init__(self, distance: Union[str, dict] = 'mse', use_ae: bool = False,
                  ae_channels: Optional[int] = None, kernel_size: Optional[int] = None,
                  inference_steps: int = 5, start_timestep: Optional[int] = None,
                  num_train_timesteps: int = 1000, beta_start: float = 1e-4,
                  beta_end: float = 0.02, use_noise_adapter: bool = True,
-                 loss_weights: Optional[dict] = None, **kwargs):
+                 loss_weights: Optional[dict] = None, skip_tokens: Union[int, dict] = 0,
+                 token_shape: Optional[Union[Sequence[int], dict]] = None, **kwargs):
         super().__init__(**kwargs)
+        self.skip_tokens = self._per_side('skip_tokens', skip_tokens, 0)
+        for side, value in self.skip_tokens.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f'DiffKD skip_tokens ({side}) must be an int >= 0, got '
+                                 f'{value!r}')
+        self.token_shape = self._per_side('token_shape', token_shape, None)
+        for side, value in self.token_shape.items():
+            if value is not None and not (
+                    isinstance(value, (tuple, list)) and len(value) == 2
+                    and all(isinstance(v, int) and v > 0 for v in value)):
+                raise ValueError(f'DiffKD token_shape ({side}) must be None or (h, w) with '
+                                 f'positive ints, got {value!r}')
         if kernel_size not in (None, 1, 3):
             raise ValueError(f'DiffKD kernel_size must be None (auto), 1 or 3, got {kernel_size}')
         self.distance = build_distance(distance)
@@ -265,17 +335,32 @@ class DiffKD(LevelwiseMethod):
         self.loss_weights = {k: 1.0 for k in self.LOSS_TERMS}
         self.loss_weights.update(loss_weights or {})
 
-    @staticmethod
-    def _as_map(x: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def _per_side(cls, name: str, value, default) -> Dict[str, object]:
+        """One value for both sides, or ``dict(student=..., teacher=...)``."""
+        if not isinstance(value, dict):
+            return {side: value for side in cls.SIDES}
+        unknown = sorted(set(value) - set(cls.SIDES))
+        if unknown:
+            raise ValueError(f'DiffKD {name} got unknown keys {unknown}; valid keys: '
+                             f'{list(cls.SIDES)}.')
+        return {side: value.get(side, default) for side in cls.SIDES}
+
+    def _as_map(self, x: torch.Tensor, side: str) -> torch.Tensor:
+        """(N, C) -> (N, C, 1, 1); (N, L, C) -> (N, C, h, w) (:func:`tokens_to_map` with this
+        side's ``skip_tokens`` / ``token_shape``); (N, C, H, W) unchanged."""
         if x.dim() == 2:
             return x[:, :, None, None]
+        if x.dim() == 3:
+            return tokens_to_map(x, self.skip_tokens[side], self.token_shape[side],
+                                 f'{side} tokens')
         if x.dim() != 4:
-            raise ValueError(f'DiffKD expects (N, C, H, W) maps or (N, C) vectors, got shape '
-                             f'{tuple(x.shape)}; record a map or a pooled vector.')
+            raise ValueError(f'DiffKD expects (N, C, H, W) maps, (N, L, C) tokens or (N, C) '
+                             f'vectors, got {side} shape {tuple(x.shape)}.')
         return x
 
     def build_level(self, student, teacher):
-        s, t = self._as_map(student), self._as_map(teacher)
+        s, t = self._as_map(student, 'student'), self._as_map(teacher, 'teacher')
         kernel_size = self.kernel_size or (1 if t.shape[2:] == (1, 1) else 3)
         return DiffKDLevel(s.shape[1], t.shape[1], kernel_size, self.use_ae, self.ae_channels,
                            self.use_noise_adapter)
@@ -308,7 +393,7 @@ class DiffKD(LevelwiseMethod):
     def level_loss(self, student, teacher, level: DiffKDLevel, data_samples=None
                    ) -> Dict[str, torch.Tensor]:
         vector = teacher.dim() == 2
-        s, t = self._as_map(student), self._as_map(teacher)
+        s, t = self._as_map(student, 'student'), self._as_map(teacher, 'teacher')
         s = level.trans(resize_like(s, t))
         losses = {}
         if level.ae is not None:

@@ -1,4 +1,7 @@
 """Models the KD literature uses that the OpenMMLab packages lack (registered in mmpretrain)."""
-from .backbones import CifarResNet, CifarWideResNet
+from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, LinearPatchStem,
+                        StemTokenViT)
+from .heads import MultiTokenClsHead
 
-__all__ = ['CifarResNet', 'CifarWideResNet']
+__all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'LinearPatchStem',
+           'StemTokenViT', 'MultiTokenClsHead']

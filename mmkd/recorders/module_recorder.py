@@ -15,6 +15,17 @@ recorded value is the tuple of all its calls, in call order.
 Block specs may use wildcards in module names (``*`` and ``?``, matched per dotted component):
 ``'backbone.layer*.*'`` is every residual block of every stage, ``'backbone.layer3.*'`` every
 block of one stage; :func:`expand_points` turns them into lists of points, in module order.
+
+To keep only some of the matches, give the point as a dict with ``matches``, a Python slice
+(``'start:stop:step'``) over the list of matching modules, in module order::
+
+    dict(module='backbone.layer*.*', matches='1::2')   # every second block: 2nd, 4th, ...
+    dict(module='backbone.layer*.*.preact', matches='1:', source='output', index=None)
+
+The slice runs over all matches of the pattern together (across stages), not per stage; AFD's
+ResNet-110 teacher takes ``'1::2'`` (27 of 54 blocks). There is no string shorthand: brackets
+already mean an index into the output (``'neck[0]'``). A slice that cannot be parsed, has step
+0 or selects nothing is a ValueError naming the point and the number of matches.
 """
 import difflib
 import fnmatch
@@ -56,15 +67,20 @@ def parse_point(spec: Union[str, dict, RecordPoint]) -> RecordPoint:
         m = _POINT_RE.match(spec.strip())
         if m is None:
             raise ValueError(f'Cannot parse record point {spec!r}: expected "module", '
-                             '"module[index]" or "module@input".')
+                             '"module[index]" or "module@input" (to keep every k-th match of a '
+                             "wildcard, use dict(module=..., matches='start:stop:step')).")
         index = m.group('index')
         return RecordPoint(m.group('module'), m.group('source') or 'output',
                            None if index is None else int(index))
     if isinstance(spec, dict):
+        if 'matches' in spec:
+            raise ValueError(f'Record point {spec!r}: "matches" selects among the modules a '
+                             'wildcard pattern matches; expand the point with expand_points '
+                             '(the distiller does this for every block) before parsing it.')
         unknown = set(spec) - {'module', 'source', 'index'}
         if unknown or 'module' not in spec:
             raise ValueError(f'Record point {spec!r}: valid keys are module (required), '
-                             f'source, index; got unknown {sorted(unknown)}.')
+                             f'source, index, matches; got unknown {sorted(unknown)}.')
         source = spec.get('source', 'output')
         if source not in ('output', 'input'):
             raise ValueError(f'Record point {spec!r}: source must be "output" or "input", '
@@ -73,27 +89,56 @@ def parse_point(spec: Union[str, dict, RecordPoint]) -> RecordPoint:
     raise TypeError(f'A record point is a str or dict, got {type(spec).__name__}: {spec!r}')
 
 
-def _has_wildcard(spec) -> bool:
-    return isinstance(spec, str) and any(c in spec.split('@')[0] for c in '*?')
+_SLICE_RE = re.compile(r'^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(:\s*(-?\d+)?\s*)?$')
+
+
+def _is_pattern(spec) -> bool:
+    """Whether ``spec`` names several modules: a wildcard, or a dict with ``matches``."""
+    if isinstance(spec, str):
+        return any(c in spec.split('@')[0] for c in '*?')
+    if isinstance(spec, dict):
+        return 'matches' in spec or any(c in str(spec.get('module', '')) for c in '*?')
+    return False
+
+
+def _parse_slice(matches, spec, num_matches: int) -> slice:
+    """``'1::2'`` -> ``slice(1, None, 2)``; errors name the point and the number of matches."""
+    where = (f'Record point {spec!r}: the pattern matches {num_matches} modules, and '
+             f'matches={matches!r}')
+    m = _SLICE_RE.match(matches) if isinstance(matches, str) else None
+    if m is None:
+        raise ValueError(f"{where} is not a slice; write 'start:stop:step' as in Python, "
+                         "e.g. '1::2' (every second match from the second) or '1:'.")
+    start, stop, step = (None if g is None else int(g) for g in m.group(1, 2, 4))
+    if step == 0:
+        raise ValueError(f'{where} has step 0; the step must be a non-zero integer.')
+    return slice(start, stop, step)
 
 
 def expand_points(spec, model: nn.Module, model_desc: str = 'model'):
     """Expand wildcard module names in a block spec (a point or a list of points).
 
-    Returns ``spec`` unchanged when it has no wildcard, else a list of :class:`RecordPoint`
-    (one per matching module, in ``named_modules`` order, with the pattern's index/source).
-    A pattern matching nothing raises a KeyError naming it.
+    Returns ``spec`` unchanged when it has no wildcard and no ``matches``, else a list of
+    :class:`RecordPoint` (one per matching module, in ``named_modules`` order, with the
+    pattern's index/source), cut down to ``spec['matches']`` (a slice string, see the module
+    docstring) for a dict point. A pattern matching nothing, or a slice that is malformed or
+    keeps nothing, raises (KeyError / ValueError) naming the point.
     """
     specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
-    if not any(_has_wildcard(s) for s in specs):
+    if not any(_is_pattern(s) for s in specs):
         return spec
     names = [n for n, _ in model.named_modules() if n]
     out = []
     for s in specs:
-        if not _has_wildcard(s):
+        if not _is_pattern(s):
             out.append(s)
             continue
-        point = parse_point(s)
+        matches = None
+        if isinstance(s, dict):
+            matches = s.get('matches')
+            point = parse_point({k: v for k, v in s.items() if k != 'matches'})
+        else:
+            point = parse_point(s)
         parts = point.module.split('.')
         matched = [n for n in names if len(n.split('.')) == len(parts) and all(
             fnmatch.fnmatchcase(a, b) for a, b in zip(n.split('.'), parts))]
@@ -101,6 +146,13 @@ def expand_points(spec, model: nn.Module, model_desc: str = 'model'):
             raise KeyError(f'Pattern {s!r} matches no module in the {model_desc} '
                            f'({type(model).__name__}); wildcards match one dotted component '
                            "each, e.g. 'backbone.layer*.*'.")
+        if matches is not None:
+            kept = matched[_parse_slice(matches, s, len(matched))]
+            if not kept:
+                raise ValueError(f'Record point {s!r}: matches={matches!r} keeps none of the '
+                                 f'{len(matched)} modules the pattern matches in the '
+                                 f'{model_desc} (first {matched[0]!r}, last {matched[-1]!r}).')
+            matched = kept
         out.extend(RecordPoint(n, point.source, point.index) for n in matched)
     return out
 

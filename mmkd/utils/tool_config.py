@@ -1,6 +1,9 @@
-"""What tools/train.py and tools/test.py both do to a config before building the Runner."""
+"""What tools/train.py and tools/test.py both do to a config before building the Runner, and
+how tools and tests find the runnable distiller configs of a folder."""
+import glob
+import os
 import os.path as osp
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
@@ -66,7 +69,43 @@ def infer_dry_run_input_shape(cfg: Config) -> Optional[Tuple[Tuple[int, ...], st
 
 
 def is_distiller_config(model_cfg) -> bool:
+    """True when a ``model`` config dict is an mmkd distiller (its ``type`` names one)."""
     return isinstance(model_cfg, dict) and 'Distiller' in str(model_cfg.get('type', ''))
+
+
+# Shared fragments that other configs inherit (OpenMMLab's naming convention): never run.
+BASE_CONFIG_PREFIX = '_base_'
+_RUNNABLE_CACHE = {}
+
+
+def is_runnable_distiller_config(path: str) -> bool:
+    """True when the config file ``path``, after ``_base_`` inheritance, trains a distiller:
+    its ``model`` is a distiller (:func:`is_distiller_config`) with at least one block.
+
+    The decision reads the merged config, not the file's text, so a method config that only
+    adds ``blocks`` to a shared base counts, and the base itself (a distiller without blocks,
+    or any file named ``_base_*``, which is not even parsed) does not. The answer is cached
+    per (path, modification time): parsing an OpenMMLab config reads its package's metafiles,
+    about a second per config.
+    """
+    if osp.basename(path).startswith(BASE_CONFIG_PREFIX):
+        return False
+    path = osp.abspath(path)
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _RUNNABLE_CACHE:
+        model = Config.fromfile(path).get('model')
+        _RUNNABLE_CACHE[key] = is_distiller_config(model) and bool(model.get('blocks'))
+    return _RUNNABLE_CACHE[key]
+
+
+def find_distiller_configs(folder: str, recursive: bool = False) -> List[str]:
+    """The runnable distiller configs (:func:`is_runnable_distiller_config`) among the
+    ``*.py`` files of ``folder`` (and its sub-folders with ``recursive=True``), sorted."""
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'find_distiller_configs: {folder!r} is not a directory.')
+    pattern = osp.join(folder, '**', '*.py') if recursive else osp.join(folder, '*.py')
+    return [p for p in sorted(glob.glob(pattern, recursive=recursive))
+            if is_runnable_distiller_config(p)]
 
 
 def load_tool_config(config: str, launcher: str = 'none', cfg_options=None,

@@ -4,15 +4,20 @@
     python tools/benchmark/quality.py --tasks classification --seeds 0 1 2 3 4
     python tools/benchmark/quality.py --methods kd --cfg-options train_cfg.max_epochs=1
 
-Methods plug in by config: every config in ``configs/demo/<task>/`` whose model is an mmkd
-distiller is one grid column, named by its file-name prefix (``kd_...`` -> ``kd``). Each task's
+Methods plug in by config: every config in ``configs/demo/<task>/`` whose model, after
+inheritance, is an mmkd distiller with blocks is one grid column (the folder's shared
+``_base_distill.py`` is not), named by its file-name prefix (``kd_...`` -> ``kd``). Each task's
 teacher is trained once (or reused, see tools/demo.py); the student baseline and each distilled
 student are trained with the same seeds and schedule through tools/train.py. Writes a markdown
 table (mean and standard deviation over seeds, gain, and gap closed =
 (distilled - student) / (teacher - student)), a JSON file with every run, and a PNG bar chart.
+
+Hyperparameters of the demo configs are chosen with ``--tune``: every run (teachers included,
+kept apart in ``<work-dir>/teachers``) trains without the tuning split and is scored on it
+(digits: ``tune_fraction=0.2`` of the training images; shapes: the generated ``tune`` split),
+so the reported splits (digits ``test``, shapes ``val``) never take part in a choice.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -28,13 +33,29 @@ from demo import TASKS, ensure_teacher, train  # noqa: E402
 
 
 def method_configs(spec):
-    """(method name, config path) for every distiller config in the task's demo folder."""
-    found = []
-    for path in sorted(glob.glob(osp.join(REPO, spec['folder'], '*.py'))):
-        text = open(path).read()
-        if 'SingleTeacherDistiller' in text:
-            found.append((osp.basename(path).split('_')[0], osp.relpath(path, REPO)))
-    return found
+    """(method name, config path) for every runnable distiller config in the task's demo
+    folder: found by its merged ``model`` (a distiller with blocks), so the folder's shared
+    ``_base_distill.py`` is not a column."""
+    from mmkd.utils.tool_config import find_distiller_configs
+    return [(osp.basename(path).split('_')[0], osp.relpath(path, REPO))
+            for path in find_distiller_configs(osp.join(REPO, spec['folder']))]
+
+
+#: --cfg-options that move a task's runs onto its tuning split (see the module docstring).
+TUNE_OPTIONS = {
+    'classification': [
+        'train_dataloader.dataset.tune_fraction=0.2',
+        'val_dataloader.dataset.tune_fraction=0.2', 'val_dataloader.dataset.split=tune',
+        'test_dataloader.dataset.tune_fraction=0.2', 'test_dataloader.dataset.split=tune'],
+    'detection': [
+        f'{loader}.dataset.{key}' for loader in ('val_dataloader', 'test_dataloader')
+        for key in ('ann_file=annotations/instances_tune.json', 'data_prefix.img=images/tune/')
+    ] + [f'{evaluator}.ann_file=data/shapes/annotations/instances_tune.json'
+         for evaluator in ('val_evaluator', 'test_evaluator')],
+    'segmentation': [
+        f'{loader}.dataset.data_prefix.{key}' for loader in ('val_dataloader', 'test_dataloader')
+        for key in ('img_path=images/tune', 'seg_map_path=seg_maps/tune')],
+}
 
 
 def mean_std(values):
@@ -43,14 +64,15 @@ def mean_std(values):
 
 
 def summarise(rows):
-    lines = ['| task | metric | method | teacher | student | distilled | gain | gap closed | '
-             'seeds |', '|---|---|---|---|---|---|---|---|---|']
+    lines = ['| task | split | metric | method | teacher | student | distilled | gain | '
+             'gap closed | seeds |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         s_mean, s_std = mean_std(r['student'])
         d_mean, d_std = mean_std(r['distilled'])
         gap = r['teacher'] - s_mean
         closed = f'{(d_mean - s_mean) / gap:+.2f}' if abs(gap) > 1e-9 else 'n/a'
-        lines.append(f'| {r["task"]} | {r["metric"]} | {r["method"]} | {r["teacher"]:.2f} | '
+        lines.append(f'| {r["task"]} | {r["split"]} | {r["metric"]} | {r["method"]} | '
+                     f'{r["teacher"]:.2f} | '
                      f'{s_mean:.2f} ± {s_std:.2f} | {d_mean:.2f} ± {d_std:.2f} | '
                      f'{d_mean - s_mean:+.2f} | {closed} | {len(r["seeds"])} |')
     return '\n'.join(lines)
@@ -91,9 +113,18 @@ def main():
                         help='where teachers live/are trained (default: the demo\'s)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='key=value overrides passed to every run (e.g. a tiny setting)')
-    parser.add_argument('--out', default='work_dirs/benchmark/quality',
-                        help='folder for quality.md, quality.json and quality.png')
+    parser.add_argument('--out', default=None,
+                        help='folder for quality.md, quality.json and quality.png (default: '
+                        'work_dirs/benchmark/quality, or .../quality_tune with --tune)')
+    parser.add_argument('--tune', action='store_true',
+                        help='train without the tuning split and score on it (choose '
+                        'hyperparameters this way; never on the reported split)')
     args = parser.parse_args()
+    if args.tune:
+        args.work_dir = args.work_dir.rstrip('/') + '_tune'
+        args.teacher_work_dir = args.teacher_work_dir or osp.join(args.work_dir, 'teachers')
+    args.out = args.out or ('work_dirs/benchmark/quality_tune' if args.tune
+                            else 'work_dirs/benchmark/quality')
     start = time.time()
 
     if {'detection', 'segmentation'} & set(args.tasks):
@@ -107,22 +138,24 @@ def main():
                    if not args.methods or m in args.methods]
         if not methods:
             continue
+        options = [*(TUNE_OPTIONS[task] if args.tune else []), *args.cfg_options]
         teacher_root = (osp.join(args.teacher_work_dir, osp.basename(spec['work']))
                         if args.teacher_work_dir else None)
-        teacher, ckpt = ensure_teacher(task, spec, False, teacher_root, args.cfg_options)
+        teacher, ckpt = ensure_teacher(task, spec, False, teacher_root, options)
         root = osp.join(args.work_dir, osp.basename(spec['work']))
         scale = spec.get('scale', 1.0)
         student = [train(spec['student'], f'{root}/student_seed{s}', spec['metric'],
-                         [f'randomness.seed={s}', *args.cfg_options], scale)
+                         [f'randomness.seed={s}', *options], scale)
                    for s in args.seeds]
         for method, config in methods:
             print(f'[{task}] {method}: {config}', flush=True)
             distilled = [train(config, f'{root}/{method}_seed{s}', spec['metric'],
                                [f'randomness.seed={s}', f'model.teacher.checkpoint={ckpt}',
-                                *args.cfg_options], scale) for s in args.seeds]
+                                *options], scale) for s in args.seeds]
             rows.append(dict(task=task, metric=spec['metric_name'], method=method,
                              config=config, teacher=teacher, student=student,
-                             distilled=distilled, seeds=args.seeds))
+                             distilled=distilled, seeds=args.seeds,
+                             split='tune' if args.tune else spec.get('split', 'val')))
     if not rows:
         sys.exit('No distillation config matched --tasks/--methods.')
 
@@ -132,7 +165,7 @@ def main():
     with open(osp.join(out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
     with open(osp.join(out, 'quality.json'), 'w') as f:
-        json.dump(dict(rows=rows, cfg_options=args.cfg_options), f, indent=1)
+        json.dump(dict(rows=rows, cfg_options=args.cfg_options, tune=args.tune), f, indent=1)
     plot(rows, osp.join(out, 'quality.png'))
     print('\n' + table)
     print(f'\nwrote {args.out}/quality.md, quality.json, quality.png '

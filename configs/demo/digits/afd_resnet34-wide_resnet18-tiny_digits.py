@@ -2,18 +2,11 @@
 # every teacher block attends over every student block.
 # CE + 0.9 * KD (T = 4) + 50 * AFD: the AFD authors' CIFAR weights, with 200 scaled by the
 # demo maps' 4x fewer positions (16x16 input vs 32x32; the loss averages over positions).
-_base_ = './resnet18-tiny_digits.py'
+_base_ = './_base_distill.py'
 
 model = dict(
-    _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='{{ fileDirname }}/resnet34-wide_digits.py',
-        checkpoint='work_dirs/demo/digits/teacher.pth'),
     blocks=dict(
         blocks=dict(student='backbone.layer*.*', teacher='backbone.layer*.*',
                     method=dict(type='AFD'), loss_weight=50.0),
         logits=dict(student='head.fc', teacher='head.fc',
-                    method=dict(type='LogitKD', tau=4.0), loss_weight=0.9)),
-    dry_run_input_shape=(2, 3, 16, 16))
+                    method=dict(type='LogitKD', tau=4.0), loss_weight=0.9)))

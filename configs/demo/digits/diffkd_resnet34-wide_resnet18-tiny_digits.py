@@ -1,19 +1,12 @@
 # DiffKD with the paper's ImageNet layout at demo scale: a feature branch on the last backbone
 # stage (bottleneck denoiser, linear autoencoder on the teacher, MSE) and a logit branch
 # (MLP denoiser, KL at tau 1). ResNet-34 (half width) teacher -> ResNet-18 (quarter width).
-_base_ = './resnet18-tiny_digits.py'
+_base_ = './_base_distill.py'
 
 model = dict(
-    _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='{{ fileDirname }}/resnet34-wide_digits.py',
-        checkpoint='work_dirs/demo/digits/teacher.pth'),
     blocks=dict(
         feat=dict(student='backbone.layer4', teacher='backbone.layer4',
                   method=dict(type='DiffKD', use_ae=True), loss_weight=1.0),
         logits=dict(student='head.fc', teacher='head.fc',
                     method=dict(type='DiffKD', distance=dict(type='kl', tau=1.0)),
-                    loss_weight=1.0)),
-    dry_run_input_shape=(2, 3, 16, 16))
+                    loss_weight=1.0)))

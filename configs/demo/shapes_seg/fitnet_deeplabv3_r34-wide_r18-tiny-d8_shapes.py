@@ -1,15 +1,8 @@
 # Feature MSE on the last backbone stage (student 128 -> teacher 256 channels through an
 # auto-sized 1x1 projector), added to the student's own losses.
-_base_ = './deeplabv3_r18-tiny-d8_shapes.py'
+_base_ = './_base_distill.py'
 
 model = dict(
-    _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='{{ fileDirname }}/deeplabv3_r34-wide-d8_shapes.py',
-        checkpoint='work_dirs/demo/shapes_seg/teacher.pth'),
     blocks=dict(
         c5=dict(student='backbone.layer4', teacher='backbone.layer4',
-                method=dict(type='FeatureMSE'), loss_weight=1.0)),
-    dry_run_input_shape=(2, 3, 64, 64))
+                method=dict(type='FeatureMSE'), loss_weight=1.0)))

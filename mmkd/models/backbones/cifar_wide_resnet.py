@@ -4,6 +4,25 @@ WRN-d-k: a conv3x3 stem (16 channels), three stages of n = (d - 4) / 6 pre-activ
 blocks of widths 16k, 32k, 64k (BN-ReLU-conv3x3-BN-ReLU-[dropout]-conv3x3, 1x1 conv shortcut
 where the shape changes), and a final BN + ReLU. Registered in mmpretrain as
 ``CifarWideResNet``; pair it with ``GlobalAveragePooling`` and ``LinearClsHead``.
+
+Features for AFD/RTK (clovaai/attention-feature-distillation, ``models/wrn.py``): the authors'
+feature of block i is ``relu(BN(output of block i))``, where BN is the *next* block's ``bn1``
+(across stages: the last block of ``layer1`` is normalised by ``layer2.0.bn1``) or, after the
+last block, the network's final BN. A block's own output is the raw residual sum, so
+``'backbone.layer*.*'`` records something else. Each block therefore applies its first
+activation through a parameter-free child ReLU ``preact`` (its output is the block's
+``relu(bn1(x))``): the authors' feature of block i is the output of block i+1's ``preact``,
+and of ``final_norm`` for the last block. For WRN-d-k, the authors' 3n features are::
+
+    [dict(module='backbone.layer*.*.preact', matches='1:'), 'backbone.final_norm']
+
+(``layer1.0.preact`` is the activated stem, which they leave out). ``preact`` is a ReLU module
+and not a wrapper holding ``bn1``: outputs, compute and ``state_dict`` keys are those of the
+plain block, and nothing keeps a second reference to ``bn1`` that SyncBN conversion or
+conv-BN fusion (which replace child modules) would leave stale. Neither ``preact`` nor
+``final_norm``'s output is modified in place afterwards, so hooks record the values the next
+layers read. (Record ``final_norm``, not ``final_norm.0``: its in-place ReLU overwrites the BN
+output.)
 """
 from typing import Sequence
 
@@ -14,7 +33,11 @@ from mmpretrain.registry import MODELS
 
 
 class WideBasicBlock(nn.Module):
-    """Pre-activation block. (N, C_in, H, W) -> (N, C, H/s, W/s)."""
+    """Pre-activation block. (N, C_in, H, W) -> (N, C, H/s, W/s).
+
+    ``preact`` (a parameter-free ReLU) gives the block's activated input ``relu(bn1(x))``,
+    (N, C_in, H, W), its own record point: the AFD authors' feature of the previous block.
+    """
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1, drop_rate: float = 0.0):
         super().__init__()
@@ -23,13 +46,16 @@ class WideBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
         self.relu = nn.ReLU(inplace=False)
+        # A module of its own (not self.relu, which also runs after bn2) so that a hook on it
+        # sees relu(bn1(x)) only.
+        self.preact = nn.ReLU(inplace=False)
         self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
         self.shortcut = None
         if stride != 1 or in_channels != channels:
             self.shortcut = nn.Conv2d(in_channels, channels, 1, stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.relu(self.bn1(x))
+        pre = self.preact(self.bn1(x))
         out = self.conv2(self.dropout(self.relu(self.bn2(self.conv1(pre)))))
         # The projection shortcut reads the pre-activated input, as in the original WRN code.
         return out + (x if self.shortcut is None else self.shortcut(pre))
@@ -46,7 +72,9 @@ class CifarWideResNet(BaseModule):
         out_indices (sequence of int): stages (0..2) to return. The last stage is returned
             after the final BN + ReLU. Default (2, ).
     Input (N, 3, 32, 32); outputs (N, 16k * 2^i, 32 / 2^i, 32 / 2^i) maps. Blocks are modules
-    ``layer{k}.{j}``.
+    ``layer{k}.{j}``; the AFD authors' per-block features are the outputs of
+    ``layer{k}.{j}.preact`` (the previous block's) and ``final_norm`` (the last block's), see
+    the module docstring.
     """
 
     def __init__(self, depth: int = 16, widen_factor: int = 2, drop_rate: float = 0.0,

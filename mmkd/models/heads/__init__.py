@@ -1,0 +1,3 @@
+from .multi_token_head import MultiTokenClsHead
+
+__all__ = ['MultiTokenClsHead']
