@@ -4,37 +4,6 @@
 # Each task runs tools/test.py --launcher slurm (see tools/slurm_train.sh). Without GPUs the tasks
 # run on the CPU with the gloo backend.
 #
-# Environment variables:
-#   GPUS           total number of tasks (processes), one per GPU   (default 8)
-#   GPUS_PER_NODE  tasks per node                                    (default 8)
-#   CPUS_PER_TASK  CPU cores per task                                (default 5)
-#   GRES           generic resources per node   (default gpu:$GPUS_PER_NODE; GRES= asks for none,
-#                  as partitions without GPUs need)
-#   SRUN_ARGS      extra srun options, e.g. "--quotatype=auto"       (default none)
-#   MASTER_ADDR    address of the first node    (default: the job's first host, from scontrol)
-#   MASTER_PORT    free TCP port there for the rendezvous            (default 29500)
-#   PYTHON         the interpreter                                   (default python)
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-GRES=${GRES-gpu:$GPUS_PER_NODE}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PYTHON=${PYTHON:-python}
-
-# SRUN_ARGS is left unquoted on purpose: it holds several options.
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-srun --partition="$PARTITION" \
-    --job-name="$JOB_NAME" \
-    ${GRES:+--gres="$GRES"} \
-    --ntasks="$GPUS" \
-    --ntasks-per-node="$GPUS_PER_NODE" \
-    --cpus-per-task="$CPUS_PER_TASK" \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    $PYTHON -u "$(dirname "$0")/test.py" "$CONFIG" "$CHECKPOINT" --launcher=slurm "${@:5}"
+# Environment variables: see tools/slurm_launch.sh (GPUS, GPUS_PER_NODE, CPUS_PER_TASK, GRES,
+# SRUN_ARGS, MASTER_ADDR, MASTER_PORT, PYTHON).
+exec bash "$(dirname "$0")/slurm_launch.sh" test "$1" "$2" "$3" "$4" --launcher=slurm "${@:5}"
