@@ -5,6 +5,7 @@ import json
 import os.path as osp
 import re
 import statistics
+import sys
 
 import pytest
 from conftest import DIGITS, REPO, run_tool
@@ -107,14 +108,57 @@ def test_quality_grid_tiny(tmp_path):
                      'kd', '--seeds', '0', '--work-dir', str(tmp_path / 'runs'),
                      '--teacher-work-dir', str(tmp_path / 'teachers'), '--out', str(out),
                      '--cfg-options', 'train_cfg.max_epochs=1',
-                     'train_dataloader.dataset.max_train=200'])
+                     'train_dataloader.dataset.max_train=200',
+                     '--variant', 'w0', 'model.blocks.logits.loss_weight=0.0', '--variant', 'as'])
     table = (out / 'quality.md').read_text()
-    assert '| classification | test | top-1 (%) | kd |' in table
+    assert '| classification | test | top-1 (%) | kd[w0] |' in table
+    assert '| classification | test | top-1 (%) | kd[as] |' in table
     assert (out / 'quality.png').stat().st_size > 1000
     rows = json.loads((out / 'quality.json').read_text())['rows']
-    assert rows[0]['method'] == 'kd' and len(rows[0]['distilled']) == 1
+    assert [r['method'] for r in rows] == ['kd[w0]', 'kd[as]']
+    assert all(len(r['distilled']) == 1 for r in rows)
+    assert rows[0]['options'] == ['model.blocks.logits.loss_weight=0.0'] and not rows[1]['options']
+    # Weight 0 leaves the student's training unchanged: the same seed gives the baseline's score
+    # (one thread per run, so the runs are bitwise repeatable).
+    assert rows[0]['distilled'] == rows[0]['student']
     assert (tmp_path / 'teachers' / 'digits' / 'teacher.pth').exists()
     assert 'gap closed' in proc.stdout
+
+
+def test_grid_stops_on_a_failed_run_and_says_which(tmp_path):
+    """A run that fails stops the grid: exit non-zero, the failing command and its log named,
+    no table written as if the grid had run."""
+    out = tmp_path / 'out'
+    proc = run_tool(['tools/benchmark/quality.py', '--tasks', 'classification', '--methods',
+                     'kd', 'vkd', '--seeds', '0', '--work-dir', str(tmp_path / 'runs'),
+                     '--teacher-work-dir', str(tmp_path / 'teachers'), '--out', str(out),
+                     '--cfg-options', 'train_dataloader.dataset.split=nope'], check=False)
+    assert proc.returncode != 0
+    assert 'Training failed' in proc.stdout and 'demo_stdout.log' in proc.stdout
+    assert "split='nope'" in proc.stdout or "'nope'" in proc.stdout
+    assert not out.exists()
+
+
+def test_grid_method_selection_and_summary():
+    quality = _benchmark_tool('quality')
+    demo = sys.modules['demo']
+    chosen = demo.select_methods(['classification', 'detection'], ['vkd', 'diffkd'])
+    assert [m for m, _ in chosen['classification']] == ['vkd', 'diffkd']
+    assert chosen['detection'][1][1] == (
+        'configs/demo/shapes_det/diffkd_retinanet_r34-wide_r18-tiny_fpn_shapes.py')
+    # kd has no detection config (sigmoid RetinaNet head): that task simply has no kd column.
+    assert demo.select_methods(['detection'], None)['detection']
+    assert not demo.select_methods(['classification', 'detection'], ['kd'])['detection']
+    with pytest.raises(ValueError, match=r"Unknown method\(s\) \['dkd'\].*valid: \['afd'"):
+        demo.select_methods(['classification'], ['dkd'])
+    row = dict(task='t', split='test', metric='m', method='x', teacher=10.0,
+               student=[4.0, 6.0], distilled=[7.0, 6.0], seeds=[0, 1])
+    line = quality.summarise([row]).splitlines()[-1]
+    # gap 10 - 5 = 5, gain 6.5 - 5 = 1.5 -> 0.30 closed; stdev of (4, 6) = 1.41.
+    assert line == ('| t | test | m | x | 10.00 | 5.00 ± 1.41 | 6.50 ± 0.71 | +1.50 | +0.30 | '
+                    '2 | gain (better on 1/2 seeds) |')
+    row.update(distilled=[3.0, 4.0])
+    assert quality.summarise([row]).endswith('| **no gain** (better on 0/2 seeds) |')
 
 
 def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):
@@ -126,7 +170,7 @@ def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):
     from conftest import DET, SEG, shapes_options
     from mmkd.registry import DATASETS
     quality = _benchmark_tool('quality')
-    assert set(quality.TUNE_OPTIONS) == set(quality.TASKS)
+    assert set(quality.TUNE_OPTIONS) == set(sys.modules['demo'].TASKS)
     for task, config, scope in (('classification', DIGITS['student'], 'mmpretrain'),
                                 ('detection', DET['student'], 'mmdet'),
                                 ('segmentation', SEG['student'], 'mmseg')):

@@ -1,13 +1,21 @@
 """The main job: distillation on the embedded demo data, on a CPU, in minutes.
 
-    python tools/demo.py                       # all three tasks
-    python tools/demo.py --tasks classification --seeds 0 1 2
+    python tools/demo.py                                  # DiffKD, VkD, RTK on all three tasks
+    python tools/demo.py --tasks classification --methods kd diffkd --seeds 0 1 2
+    python tools/demo.py --jobs 1 --threads 2             # the same runs at another thread count
 
 For each task: make the data (digits ship inside scikit-learn; shapes are generated once into
 data/shapes), train the teacher unless work_dirs/demo/<task>/teacher.pth already exists, then
-train the student baseline and the distilled student with the same seeds and schedule, all
-through tools/train.py. Prints one table (teacher, baseline, distilled; mean +- std over seeds)
-and writes it to work_dirs/demo/results.md and results.json.
+train the student baseline and each method's distilled student with the same seeds and
+schedule, all through tools/train.py. Prints one table (teacher, baseline, distilled, gain, gap
+closed; mean +- std over seeds) and writes it to work_dirs/demo/results.md and results.json.
+
+Runs go to ``--jobs`` parallel processes (default 2, one per core of the 2-core machines we
+target), each pinned to ``--threads`` torch threads (default 1). CPU kernels add up in an order
+that depends on the thread count, so pinning it makes the numbers independent of how many cores
+the machine has and of ``--jobs`` (the runs are the same, only their order in time differs).
+``tools/benchmark/quality.py`` runs the full grid (every method, three seeds) with the same
+machinery.
 """
 import argparse
 import json
@@ -17,7 +25,9 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -26,48 +36,66 @@ DEMO = osp.join('configs', 'demo')
 TASKS = {
     'classification': dict(
         folder=f'{DEMO}/digits',
-        data='digits (sklearn, 1,347 train / 450 test)', metric='accuracy/top1',
+        data='digits (sklearn, distorted; 1,347 train / 450 test)', metric='accuracy/top1',
         metric_name='top-1 (%)', work='work_dirs/demo/digits', split='test',
         teacher=f'{DEMO}/digits/resnet34-wide_digits.py',
-        student=f'{DEMO}/digits/resnet18-tiny_digits.py',
-        distill=f'{DEMO}/digits/kd_resnet34-wide_resnet18-tiny_digits.py'),
+        student=f'{DEMO}/digits/resnet18-tiny_digits.py'),
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
         data='shapes (generated, 300 train / 100 val)', metric='coco/bbox_mAP',
         metric_name='bbox mAP (%)', scale=100.0, work='work_dirs/demo/shapes_det', split='val',
         teacher=f'{DEMO}/shapes_det/retinanet_r34-wide_fpn_shapes.py',
-        student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py',
-        distill=f'{DEMO}/shapes_det/fitnet_retinanet_r34-wide_r18-tiny_fpn_shapes.py'),
+        student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py'),
     'segmentation': dict(
         folder=f'{DEMO}/shapes_seg',
         data='shapes (generated, 300 train / 100 val)', metric='mIoU',
         metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg', split='val',
         teacher=f'{DEMO}/shapes_seg/deeplabv3_r34-wide-d8_shapes.py',
-        student=f'{DEMO}/shapes_seg/deeplabv3_r18-tiny-d8_shapes.py',
-        distill=f'{DEMO}/shapes_seg/fitnet_deeplabv3_r34-wide_r18-tiny-d8_shapes.py'),
+        student=f'{DEMO}/shapes_seg/deeplabv3_r18-tiny-d8_shapes.py'),
 }
 
+#: The main job's methods: the mission's own. The full grid (quality.py) runs every method.
+DEMO_METHODS = ('diffkd', 'vkd', 'rtk')
 
-def train(config, work_dir, metric, options=(), scale=1.0):
-    """Run tools/train.py; return the last value of ``metric`` it logged, times ``scale``."""
+
+class RunFailed(RuntimeError):
+    """A tools/train.py run exited non-zero or logged no metric."""
+
+
+_live = set()  # Popen objects of the runs in progress (killed when another run fails)
+_live_lock = threading.Lock()
+
+
+def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
+    """Run tools/train.py; return the last value of ``metric`` it logged, times ``scale``.
+    ``threads`` pins the run's torch/OpenMP threads (None: torch's default)."""
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
     if options:
         cmd += ['--cfg-options', *options]
-    os.makedirs(work_dir, exist_ok=True)
-    log = osp.join(work_dir, 'demo_stdout.log')
+    os.makedirs(osp.join(REPO, work_dir), exist_ok=True)
+    log = osp.join(REPO, work_dir, 'demo_stdout.log')
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, 'w') as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONWARNINGS='ignore'))
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+        with _live_lock:
+            _live.add(proc)
+        try:
+            returncode = proc.wait()
+        finally:
+            with _live_lock:
+                _live.discard(proc)
     text = open(log).read()
-    if proc.returncode != 0:
-        sys.exit(f'Training failed ({" ".join(cmd)}); see {log}:\n{text[-3000:]}')
+    if returncode != 0:
+        raise RunFailed(f'Training failed ({" ".join(cmd)}); see {log}:\n{text[-3000:]}')
     found = re.findall(rf'{re.escape(metric)}: (-?[0-9.]+)', text)
     if not found:
-        sys.exit(f'No {metric} in the log of {config}; see {log}')
+        raise RunFailed(f'No {metric} in the log of {config}; see {log}')
     return float(found[-1]) * scale
 
 
-def ensure_teacher(task, spec, retrain, work_root=None, options=()):
+def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None):
     """Train the teacher once; keep its weights and score in ``<work>/teacher.pth|json``
     (by default the path the demo distillation configs name). Returns (score, checkpoint)."""
     work_root = work_root or spec['work']
@@ -80,30 +108,171 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=()):
     work = osp.join(work_root, 'teacher')
     print(f'[{task}] training the teacher ({spec["teacher"]}) ...', flush=True)
     score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options],
-                  spec.get('scale', 1.0))
+                  spec.get('scale', 1.0), threads)
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
         last = f.read().strip()
     import torch
 
     from mmkd.utils.checkpoint import safe_torch_load
     state = safe_torch_load(last)['state_dict']
-    torch.save(dict(state_dict=state, meta=dict(config=spec['teacher'])), ckpt)
+    # Written under another name and renamed, so a killed run never leaves a partial teacher
+    # that a later run would reuse.
+    torch.save(dict(state_dict=state, meta=dict(config=spec['teacher'])), ckpt + '.tmp')
+    os.replace(ckpt + '.tmp', ckpt)
     json.dump(dict(score=score, config=spec['teacher']), open(info, 'w'))
+    print(f'[{task}] teacher: {score:.2f}', flush=True)
     return score, ckpt
 
 
-def fmt(values):
-    if len(values) == 1:
-        return f'{values[0]:.2f}'
-    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+def method_configs(spec):
+    """(method name, config path) for every runnable distiller config in the task's demo
+    folder: found by its merged ``model`` (a distiller with blocks), so the folder's shared
+    ``_base_distill.py`` is not a column."""
+    from mmkd.utils.tool_config import find_distiller_configs
+    return [(osp.basename(path).split('_')[0], osp.relpath(path, REPO))
+            for path in find_distiller_configs(osp.join(REPO, spec['folder']))]
+
+
+def select_methods(tasks, methods):
+    """{task: [(method, config)]} in the order of ``methods`` (None: every method). A name
+    that no selected task has is an error listing the names there are."""
+    found = {task: method_configs(TASKS[task]) for task in tasks}
+    known = sorted({m for pairs in found.values() for m, _ in pairs})
+    unknown = [m for m in methods or () if m not in known]
+    if unknown:
+        raise ValueError(f'Unknown method(s) {unknown} for tasks {list(tasks)}; valid: {known}')
+    if methods is None:
+        return found
+    return {task: sorted([p for p in pairs if p[0] in methods],
+                         key=lambda p: list(methods).index(p[0]))
+            for task, pairs in found.items()}
+
+
+def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, jobs=1,
+             threads=1, retrain_teachers=False, split=None, variants=None):
+    """Teachers, baselines and distilled students of ``tasks`` x ``methods`` x ``seeds``,
+    ``jobs`` runs at a time. Returns one row per (task, method) with every seed's score.
+
+    ``variants`` ({name: [key=value, ...]}) runs every method once per variant with those
+    --cfg-options added to its distillation runs only (a weight sweep, a control with other
+    record points); its rows are named ``method[name]``. Default: each method as configured.
+
+    The teachers are queued first, so a distillation run that waits for its teacher only ever
+    waits for one that is already training (no deadlock with any number of jobs).
+    """
+    options = options or {}
+    variants = variants or {'': []}
+    chosen = {task: [(f'{m}[{name}]' if name else m, config, extra)
+                     for m, config in pairs for name, extra in variants.items()]
+              for task, pairs in select_methods(tasks, methods).items()}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = []
+
+    def submit(fn, *args):
+        futures.append(pool.submit(fn, *args))
+        return futures[-1]
+
+    teachers, students, distilled = {}, {}, {}
+    for task in tasks:
+        if not chosen[task]:
+            continue
+        spec = TASKS[task]
+        troot = osp.join(teacher_root, osp.basename(spec['work'])) if teacher_root else None
+        teachers[task] = submit(ensure_teacher, task, spec, retrain_teachers, troot,
+                                options.get(task, ()), threads)
+    for task in teachers:
+        spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
+        for seed in seeds:
+            students[task, seed] = submit(
+                _run, f'[{task}] student seed {seed}', spec['student'],
+                f'{root}/student_seed{seed}', spec,
+                [f'randomness.seed={seed}', *options.get(task, ())], threads)
+
+    def distill(task, method, config, extra, seed):
+        spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
+        _, ckpt = teachers[task].result()
+        return _run(f'[{task}] {method} seed {seed}', config, f'{root}/{method}_seed{seed}',
+                    spec, [f'randomness.seed={seed}', f'model.teacher.checkpoint={ckpt}',
+                           *options.get(task, ()), *extra], threads)
+
+    for seed in seeds:
+        for task in teachers:
+            for method, config, extra in chosen[task]:
+                distilled[task, method, seed] = submit(distill, task, method, config, extra,
+                                                       seed)
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            future.result()  # the first failure, if any, raises here
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        with _live_lock:
+            for proc in _live:
+                proc.kill()
+        raise
+    pool.shutdown()
+
+    rows = []
+    for task in teachers:
+        spec = TASKS[task]
+        for method, config, extra in chosen[task]:
+            rows.append(dict(
+                task=task, data=spec['data'], metric=spec['metric_name'], method=method,
+                config=config, options=list(extra), teacher=teachers[task].result()[0],
+                student=[students[task, s].result() for s in seeds],
+                distilled=[distilled[task, method, s].result() for s in seeds],
+                seeds=list(seeds), split=split or spec['split']))
+    return rows
+
+
+def _run(label, config, work_dir, spec, options, threads):
+    start = time.time()
+    score = train(config, work_dir, spec['metric'], options, spec.get('scale', 1.0), threads)
+    print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
+    return score
+
+
+def mean_std(values):
+    mean = statistics.mean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows):
+    """Markdown table: one row per (task, method); gap closed = (distilled - student) /
+    (teacher - student) on the means; the result column says plainly where there is no gain."""
+    lines = ['| task | split | metric | method | teacher | student | distilled | gain | '
+             'gap closed | seeds | result |', '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        s_mean, s_std = mean_std(r['student'])
+        d_mean, d_std = mean_std(r['distilled'])
+        gap = r['teacher'] - s_mean
+        closed = f'{(d_mean - s_mean) / gap:+.2f}' if abs(gap) > 1e-9 else 'n/a'
+        wins = sum(d > s for d, s in zip(r['distilled'], r['student']))
+        n = len(r['seeds'])
+        result = 'gain' if d_mean > s_mean else '**no gain**'
+        if n > 1:
+            result += f' (better on {wins}/{n} seeds)'
+        lines.append(f'| {r["task"]} | {r["split"]} | {r["metric"]} | {r["method"]} | '
+                     f'{r["teacher"]:.2f} | {s_mean:.2f} ± {s_std:.2f} | '
+                     f'{d_mean:.2f} ± {d_std:.2f} | {d_mean - s_mean:+.2f} | {closed} | '
+                     f'{n} | {result} |')
+    return '\n'.join(lines)
+
+
+def add_run_arguments(parser, seeds):
+    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
+    parser.add_argument('--seeds', nargs='+', type=int, default=seeds)
+    parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
+                        help='runs in parallel (default: 2, or 1 on a 1-core machine)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads per run (default 1; the numbers depend on it)')
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
-    parser.add_argument('--seeds', nargs='+', type=int, default=None,
-                        help='seeds for student runs (default: 0 1 2 for classification, '
-                        '0 for detection and segmentation)')
+    add_run_arguments(parser, seeds=[0])
+    parser.add_argument('--methods', nargs='+', default=list(DEMO_METHODS),
+                        help=f'method names (config prefixes; default: {" ".join(DEMO_METHODS)})')
     parser.add_argument('--retrain-teachers', action='store_true')
     args = parser.parse_args()
     start = time.time()
@@ -112,41 +281,19 @@ def main():
         from mmkd.datasets import make_shapes_dataset
         info = make_shapes_dataset(osp.join(REPO, 'data', 'shapes'))
         print(('generated' if info['generated'] else 'reusing') + ' data/shapes')
+    print(f'{args.jobs} run(s) at a time, {args.threads} thread(s) each', flush=True)
+    try:
+        rows = run_grid(args.tasks, args.methods, args.seeds, 'work_dirs/demo', jobs=args.jobs,
+                        threads=args.threads, retrain_teachers=args.retrain_teachers)
+    except (RunFailed, ValueError) as e:
+        sys.exit(str(e))
 
-    rows = []
-    for task in args.tasks:
-        spec = TASKS[task]
-        seeds = args.seeds or ([0, 1, 2] if task == 'classification' else [0])
-        teacher, _ = ensure_teacher(task, spec, args.retrain_teachers)
-        base, dist = [], []
-        for seed in seeds:
-            print(f'[{task}] seed {seed}: student baseline ...', flush=True)
-            base.append(train(spec['student'], f'{spec["work"]}/student_seed{seed}',
-                              spec['metric'], [f'randomness.seed={seed}'],
-                              spec.get('scale', 1.0)))
-            print(f'[{task}] seed {seed}: distilled student ...', flush=True)
-            dist.append(train(spec['distill'], f'{spec["work"]}/distill_seed{seed}',
-                              spec['metric'], [f'randomness.seed={seed}'],
-                              spec.get('scale', 1.0)))
-        gain = statistics.mean(dist) - statistics.mean(base)
-        wins = sum(d > b for d, b in zip(dist, base))
-        verdict = (f'gain {gain:+.2f} (better on {wins}/{len(seeds)} seeds)' if gain > 0 else
-                   f'no gain ({gain:+.2f}; better on {wins}/{len(seeds)} seeds)')
-        rows.append(dict(task=task, data=spec['data'], metric=spec['metric_name'],
-                         teacher=teacher, baseline=base, distilled=dist, seeds=seeds,
-                         method=osp.basename(spec['distill']), verdict=verdict))
-
-    lines = ['| task | data | metric | teacher | student baseline | distilled student | '
-             'seeds | result |', '|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f'| {r["task"]} ({r["method"]}) | {r["data"]} | {r["metric"]} | '
-                     f'{r["teacher"]:.2f} | {fmt(r["baseline"])} | {fmt(r["distilled"])} | '
-                     f'{len(r["seeds"])} | {r["verdict"]} |')
-    table = '\n'.join(lines)
+    table = summarise(rows)
     out = osp.join(REPO, 'work_dirs', 'demo')
     os.makedirs(out, exist_ok=True)
     open(osp.join(out, 'results.md'), 'w').write(table + '\n')
-    json.dump(rows, open(osp.join(out, 'results.json'), 'w'), indent=1)
+    json.dump(dict(rows=rows, jobs=args.jobs, threads=args.threads),
+              open(osp.join(out, 'results.json'), 'w'), indent=1)
     print('\n' + table)
     print(f'\n(total {time.time() - start:.0f} s; logs and checkpoints under work_dirs/demo/)')
 

@@ -3,6 +3,8 @@
     python tools/benchmark/quality.py                           # all tasks, all methods, 3 seeds
     python tools/benchmark/quality.py --tasks classification --seeds 0 1 2 3 4
     python tools/benchmark/quality.py --methods kd --cfg-options train_cfg.max_epochs=1
+    python tools/benchmark/quality.py --tune --tasks detection --methods rtk \
+        --variant w5 model.blocks.stages.loss_weight=5 --variant w15 model.blocks.stages.loss_weight=15
 
 Methods plug in by config: every config in ``configs/demo/<task>/`` whose model, after
 inheritance, is an mmkd distiller with blocks is one grid column (the folder's shared
@@ -21,7 +23,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 import time
 
@@ -29,16 +30,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from demo import TASKS, ensure_teacher, train  # noqa: E402
-
-
-def method_configs(spec):
-    """(method name, config path) for every runnable distiller config in the task's demo
-    folder: found by its merged ``model`` (a distiller with blocks), so the folder's shared
-    ``_base_distill.py`` is not a column."""
-    from mmkd.utils.tool_config import find_distiller_configs
-    return [(osp.basename(path).split('_')[0], osp.relpath(path, REPO))
-            for path in find_distiller_configs(osp.join(REPO, spec['folder']))]
+from demo import (RunFailed, add_run_arguments, mean_std, run_grid,  # noqa: E402
+                  summarise)
 
 
 #: --cfg-options that move a task's runs onto its tuning split (see the module docstring).
@@ -56,26 +49,6 @@ TUNE_OPTIONS = {
         f'{loader}.dataset.data_prefix.{key}' for loader in ('val_dataloader', 'test_dataloader')
         for key in ('img_path=images/tune', 'seg_map_path=seg_maps/tune')],
 }
-
-
-def mean_std(values):
-    mean = statistics.mean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarise(rows):
-    lines = ['| task | split | metric | method | teacher | student | distilled | gain | '
-             'gap closed | seeds |', '|---|---|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        s_mean, s_std = mean_std(r['student'])
-        d_mean, d_std = mean_std(r['distilled'])
-        gap = r['teacher'] - s_mean
-        closed = f'{(d_mean - s_mean) / gap:+.2f}' if abs(gap) > 1e-9 else 'n/a'
-        lines.append(f'| {r["task"]} | {r["split"]} | {r["metric"]} | {r["method"]} | '
-                     f'{r["teacher"]:.2f} | '
-                     f'{s_mean:.2f} ± {s_std:.2f} | {d_mean:.2f} ± {d_std:.2f} | '
-                     f'{d_mean - s_mean:+.2f} | {closed} | {len(r["seeds"])} |')
-    return '\n'.join(lines)
 
 
 def plot(rows, path):
@@ -104,9 +77,8 @@ def plot(rows, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
+    add_run_arguments(parser, seeds=[0, 1, 2])
     parser.add_argument('--methods', nargs='+', help='method names (config prefixes) to run')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--work-dir', default='work_dirs/benchmark/quality',
                         help='root for runs (the teachers of tools/demo.py are reused)')
     parser.add_argument('--teacher-work-dir', default=None,
@@ -116,6 +88,11 @@ def main():
     parser.add_argument('--out', default=None,
                         help='folder for quality.md, quality.json and quality.png (default: '
                         'work_dirs/benchmark/quality, or .../quality_tune with --tune)')
+    parser.add_argument('--variant', nargs='+', action='append', default=[],
+                        metavar='NAME KEY=VALUE',
+                        help='run each method again with these --cfg-options on its '
+                        'distillation runs only, as row "method[NAME]" (repeatable: a weight '
+                        'sweep, a control with other record points)')
     parser.add_argument('--tune', action='store_true',
                         help='train without the tuning split and score on it (choose '
                         'hyperparameters this way; never on the reported split)')
@@ -130,32 +107,17 @@ def main():
     if {'detection', 'segmentation'} & set(args.tasks):
         from mmkd.datasets import make_shapes_dataset
         make_shapes_dataset(osp.join(REPO, 'data', 'shapes'))
-
-    rows = []
-    for task in args.tasks:
-        spec = TASKS[task]
-        methods = [(m, c) for m, c in method_configs(spec)
-                   if not args.methods or m in args.methods]
-        if not methods:
-            continue
-        options = [*(TUNE_OPTIONS[task] if args.tune else []), *args.cfg_options]
-        teacher_root = (osp.join(args.teacher_work_dir, osp.basename(spec['work']))
-                        if args.teacher_work_dir else None)
-        teacher, ckpt = ensure_teacher(task, spec, False, teacher_root, options)
-        root = osp.join(args.work_dir, osp.basename(spec['work']))
-        scale = spec.get('scale', 1.0)
-        student = [train(spec['student'], f'{root}/student_seed{s}', spec['metric'],
-                         [f'randomness.seed={s}', *options], scale)
-                   for s in args.seeds]
-        for method, config in methods:
-            print(f'[{task}] {method}: {config}', flush=True)
-            distilled = [train(config, f'{root}/{method}_seed{s}', spec['metric'],
-                               [f'randomness.seed={s}', f'model.teacher.checkpoint={ckpt}',
-                                *options], scale) for s in args.seeds]
-            rows.append(dict(task=task, metric=spec['metric_name'], method=method,
-                             config=config, teacher=teacher, student=student,
-                             distilled=distilled, seeds=args.seeds,
-                             split='tune' if args.tune else spec.get('split', 'val')))
+    variants = {name: extra for name, *extra in args.variant}
+    if variants and len(variants) != len(args.variant):
+        sys.exit('--variant names must differ')
+    options = {task: [*(TUNE_OPTIONS[task] if args.tune else []), *args.cfg_options]
+               for task in args.tasks}
+    try:
+        rows = run_grid(args.tasks, args.methods, args.seeds, args.work_dir,
+                        args.teacher_work_dir, options, jobs=args.jobs, threads=args.threads,
+                        split='tune' if args.tune else None, variants=variants)
+    except (RunFailed, ValueError) as e:
+        sys.exit(str(e))
     if not rows:
         sys.exit('No distillation config matched --tasks/--methods.')
 
@@ -165,7 +127,8 @@ def main():
     with open(osp.join(out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
     with open(osp.join(out, 'quality.json'), 'w') as f:
-        json.dump(dict(rows=rows, cfg_options=args.cfg_options, tune=args.tune), f, indent=1)
+        json.dump(dict(rows=rows, cfg_options=args.cfg_options, tune=args.tune, jobs=args.jobs,
+                       threads=args.threads), f, indent=1)
     plot(rows, osp.join(out, 'quality.png'))
     print('\n' + table)
     print(f'\nwrote {args.out}/quality.md, quality.json, quality.png '

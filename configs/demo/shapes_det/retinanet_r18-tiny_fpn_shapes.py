@@ -50,7 +50,7 @@ val_evaluator = dict(type='CocoMetric', ann_file=data_root + 'annotations/instan
                      metric='bbox', format_only=False)
 test_evaluator = val_evaluator
 
-max_iters = 400
+max_iters = 300
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=max_iters)
 optim_wrapper = dict(

@@ -6,7 +6,7 @@ model = dict(
     bbox_head=dict(in_channels=128, feat_channels=128,
                    norm_cfg=dict(type='GN', num_groups=32, requires_grad=True)))
 
-max_iters = 500
+max_iters = 400
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),

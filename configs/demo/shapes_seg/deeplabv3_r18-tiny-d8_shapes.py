@@ -41,12 +41,15 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-max_iters = 700
+# 400 iterations at lr 1.2e-2, chosen on the tune split (docs/benchmarks.md, "Demo design"):
+# at lr 3e-3 the student still predicted only background after 400 (mIoU 20.5); 6e-3 gave
+# 34.2, 1.2e-2 gave 37.6.
+max_iters = 400
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 # From scratch on 300 images, AdamW with small batches (more updates per CPU second) learns
 # far faster than the SGD of the Cityscapes recipe.
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=3e-3, weight_decay=0.01))
+                     optimizer=dict(type='AdamW', lr=1.2e-2, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
     dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=max_iters, by_epoch=False),

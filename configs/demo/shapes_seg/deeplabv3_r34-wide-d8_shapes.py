@@ -6,6 +6,9 @@ model = dict(
     auxiliary_head=dict(in_channels=128, channels=32))
 
 max_iters = 550
+# The teacher keeps lr 3e-3 (71.0 mIoU on the tune split at 550 iterations; 400 iterations gave
+# 34.6, and 400 at lr 6e-3 gave 46.6); the student's 1.2e-2 is for its shorter schedule.
+optim_wrapper = dict(optimizer=dict(lr=3e-3))
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
