@@ -283,3 +283,24 @@ def test_test_checkpoint_loading_pairs_any_checkpoint_with_any_config(distiller,
                                 if 'head' not in k}), plain_path)
     with pytest.raises(RuntimeError, match=r"missing 2 \['head.fc.bias', 'head.fc.weight'\]"):
         load_test_checkpoint(runner(other), plain_path)
+
+
+def test_student_starts_from_the_baseline_runs_weights(teacher_ckpts):
+    """The same seed gives the distilled student exactly the initial weights of a plain student
+    run: building the teacher and the methods and the dry run do not shift the random stream
+    that the Runner's init_weights() then draws from."""
+    from mmkd.distillers import build_model_in_scope
+    cfg = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        feat=dict(student='backbone.layer3', teacher='backbone.layer3',
+                  method=dict(type='FeatureMSE'))))
+    torch.manual_seed(0)
+    d = build(cfg)
+    d.init_weights()
+    plain_cfg = Config.fromfile(DIGITS['student']).model
+    torch.manual_seed(0)
+    plain = build_model_in_scope(plain_cfg, 'mmpretrain')
+    plain.init_weights()
+    distilled = dict(d.student.named_parameters())
+    assert set(distilled) == set(dict(plain.named_parameters()))
+    for key, value in plain.named_parameters():
+        assert torch.equal(distilled[key], value), key

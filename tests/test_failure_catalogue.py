@@ -126,7 +126,7 @@ def test_too_small_dry_run_fails_on_the_first_batch_naming_the_shapes(teacher_ck
         feat=dict(student='backbone.layer4', teacher='backbone.layer4', method='DiffKD'))))
     with pytest.raises(ValueError) as e:
         d(*batch(size=16), mode='loss')
-    for word in ("Block 'feat' (DiffKD)", 'student', '(4, 128, 2, 2)', '(2, 128, 1, 1)',
+    for word in ("Block 'feat' (DiffKD)", 'student', '(4, 32, 2, 2)', '(2, 32, 1, 1)',
                  'dry_run_input_shape=(2, 3, 1, 1)'):
         assert word in str(e.value), f'{word!r} not in: {e.value}'
     # The same model with a dry run of the real size trains.

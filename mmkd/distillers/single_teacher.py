@@ -270,6 +270,11 @@ class SingleTeacherDistiller(BaseModel):
         self.nonfinite_skips = 0
         self._skip_step = False
         self.student = self._build_student(student, student_scope, data_preprocessor)
+        # Building the teacher and the methods and the dry run draw random numbers; the torch
+        # generator is put back to this point at the end, so the student's init_weights() (run
+        # by the Runner after the build) draws what it draws in a plain student run with the
+        # same seed: baseline and distilled students start from the same weights.
+        rng_after_student = torch.get_rng_state()
         # Both models see the batch prepared by the student's preprocessor.
         self.data_preprocessor = self.student.data_preprocessor
         teacher_model = self._build_teacher(teacher)
@@ -323,6 +328,7 @@ class SingleTeacherDistiller(BaseModel):
         self.dry_run_input_shape = tuple(dry_run_input_shape or DEFAULT_DRY_RUN_INPUT_SHAPE)
         self._dry_run(self.dry_run_input_shape)
         self._shapes_checked = False
+        torch.set_rng_state(rng_after_student)
 
     @property
     def teacher(self) -> nn.Module:
