@@ -37,20 +37,19 @@ TASKS = {
     'classification': dict(
         folder=f'{DEMO}/digits',
         data='digits (sklearn, distorted; 1,347 train / 450 test)', metric='accuracy/top1',
-        metric_name='top-1 (%)', work='work_dirs/demo/digits', split='test', cost=1,
+        metric_name='top-1 (%)', work='work_dirs/demo/digits', split='test',
         teacher=f'{DEMO}/digits/resnet34-wide_digits.py',
         student=f'{DEMO}/digits/resnet18-tiny_digits.py'),
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
         data='shapes (generated, 300 train / 100 val)', metric='coco/bbox_mAP',
         metric_name='bbox mAP (%)', scale=100.0, work='work_dirs/demo/shapes_det', split='val',
-        cost=2,
         teacher=f'{DEMO}/shapes_det/retinanet_r34-wide_fpn_shapes.py',
         student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py'),
     'segmentation': dict(
         folder=f'{DEMO}/shapes_seg',
         data='shapes (generated, 300 train / 100 val)', metric='mIoU',
-        metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg', split='val', cost=3,
+        metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg', split='val',
         teacher=f'{DEMO}/shapes_seg/deeplabv3_r34-wide-d8_shapes.py',
         student=f'{DEMO}/shapes_seg/deeplabv3_r18-tiny-d8_shapes.py'),
 }
@@ -162,7 +161,6 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     waits for one that is already training (no deadlock with any number of jobs).
     """
     options = options or {}
-    order = list(tasks)
     variants = variants or {'': []}
     chosen = {task: [(f'{m}[{name}]' if name else m, config, extra)
                      for m, config in pairs for name, extra in variants.items()]
@@ -175,9 +173,6 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
         return futures[-1]
 
     teachers, students, distilled = {}, {}, {}
-    # Longest runs first (``cost``: a task's relative run time), so the last runs to finish are
-    # short ones and the parallel jobs end together; the rows keep the order of ``tasks``.
-    tasks = sorted(tasks, key=lambda t: -TASKS[t].get('cost', 1))
     for task in tasks:
         if not chosen[task]:
             continue
@@ -218,7 +213,7 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     pool.shutdown()
 
     rows = []
-    for task in sorted(teachers, key=order.index):
+    for task in teachers:
         spec = TASKS[task]
         for method, config, extra in chosen[task]:
             rows.append(dict(
