@@ -18,6 +18,7 @@ warnings.filterwarnings('ignore', category=UserWarning)
 DIGITS = dict(
     student=osp.join(DEMO, 'digits', 'resnet18-tiny_digits.py'),
     teacher=osp.join(DEMO, 'digits', 'resnet34-wide_digits.py'),
+    teacher_wrn=osp.join(DEMO, 'digits', 'wrn-16-2_digits.py'),  # the ensemble's second
     distill=osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py'))
 DET = dict(
     student=osp.join(DEMO, 'shapes_det', 'retinanet_r18-tiny_fpn_shapes.py'),

@@ -42,7 +42,7 @@ def test_overhead_summary_from_rounds_by_hand():
 
 def test_overhead_discovers_distillers_by_model_type(tmp_path):
     ov = _benchmark_tool('overhead')
-    distiller = "model = dict(type='mmkd.SingleTeacherDistiller', student=dict(), blocks=dict())\n"
+    distiller = "model = dict(type='mmkd.Distiller', student=dict(), blocks=dict())\n"
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'zz_no_hint_in_name.py').write_text(distiller)
     (tmp_path / 'sub' / '_base_distill.py').write_text(distiller)  # inherited, never run

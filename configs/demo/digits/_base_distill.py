@@ -6,7 +6,7 @@ _base_ = './resnet18-tiny_digits.py'
 
 model = dict(
     _delete_=True,  # the base's `model` becomes the student below instead of being merged
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(
         config='{{ fileDirname }}/resnet34-wide_digits.py',
