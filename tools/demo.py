@@ -27,10 +27,13 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+# mmcv and mmseg import pkg_resources, which warns once per process on every import of them.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 DEMO = osp.join('configs', 'demo')
 
 TASKS = {
@@ -107,6 +110,7 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
         return score, ckpt
     work = osp.join(work_root, 'teacher')
     print(f'[{task}] training the teacher ({spec["teacher"]}) ...', flush=True)
+    start = time.time()
     score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options],
                   spec.get('scale', 1.0), threads)
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
@@ -120,7 +124,7 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     torch.save(dict(state_dict=state, meta=dict(config=spec['teacher'])), ckpt + '.tmp')
     os.replace(ckpt + '.tmp', ckpt)
     json.dump(dict(score=score, config=spec['teacher']), open(info, 'w'))
-    print(f'[{task}] teacher: {score:.2f}', flush=True)
+    print(f'[{task}] teacher: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
     return score, ckpt
 
 
