@@ -314,3 +314,64 @@ def test_init_student_from_a_teacher(teacher_ckpts, tmp_path):
     cfg.init_student_from = dict(teacher='teacher', prefixes=['neck'])
     with pytest.raises(KeyError, match=r"no weights under 'neck'; its top-level modules are"):
         build(cfg)
+
+
+# ---------------------------------------------------------------------- through the tools
+def test_two_teachers_train_resume_test_and_export_through_the_tools(tmp_path, shapes_root,
+                                                                      teacher_ckpts):
+    """The multi-task demo config (an mmseg student, an mmseg and an mmdet teacher) through
+    tools/train.py, --resume, tools/test.py --teacher NAME and the student export (which
+    teachers --teacher accepts: the next test)."""
+    from conftest import run_tool, shapes_options, teacher_checkpoint_options
+    from mmkd.utils.checkpoint import safe_torch_load
+    from test_train_e2e import metric
+    opts = ['--cfg-options', *teacher_checkpoint_options(BOTH, teacher_ckpts),
+            *shapes_options(shapes_root, det=False), 'default_hooks.logger.interval=1',
+            'default_hooks.checkpoint.interval=1', 'train_cfg.val_interval=2']
+    work = tmp_path / 'work'
+    out = run_tool(['tools/train.py', BOTH, '--work-dir', str(work), *opts,
+                    'train_cfg.max_iters=1']).stdout
+    for block in ('seg_stages', 'det_stages'):
+        assert f'distill.{block}.loss_rtk:' in out
+    state = safe_torch_load(str(work / 'iter_1.pth'))['state_dict']
+    assert state and all(k.startswith(('student.', 'methods.')) for k in state)
+    out = run_tool(['tools/train.py', BOTH, '--work-dir', str(work), '--resume', *opts,
+                    'train_cfg.max_iters=2']).stdout
+    assert 'resumed epoch: 0, iter: 1' in out and (work / 'iter_2.pth').is_file()
+    student_miou = metric(out, 'mIoU')
+
+    test = ['tools/test.py', BOTH, '--work-dir', str(tmp_path / 't'), *opts]
+    seg = run_tool([*test[:2], '--teacher', 'seg', *test[2:]]).stdout
+    direct = run_tool(['tools/test.py', SEG['teacher'], teacher_ckpts['seg'], '--work-dir',
+                       str(tmp_path / 'd'), '--cfg-options',
+                       *shapes_options(shapes_root, det=False)]).stdout
+    assert metric(seg, 'mIoU') == metric(direct, 'mIoU')
+
+    exported = str(tmp_path / 'student.pth')
+    run_tool(['tools/model_converters/extract_student.py', str(work / 'iter_2.pth'), exported])
+    plain = run_tool(['tools/test.py', SEG['student'], exported, '--work-dir',
+                      str(tmp_path / 'p'), '--cfg-options',
+                      *shapes_options(shapes_root, det=False)]).stdout
+    assert metric(plain, 'mIoU') == student_miou
+
+
+def test_test_tool_tests_a_teacher_of_the_students_task_only():
+    """tools/test.py --teacher [NAME]: a name is needed with several teachers, a teacher of
+    another task is refused with the command that tests it in its own config."""
+    import importlib.util
+
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location('mmkd_test_tool', f'{REPO}/tools/test.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = Config.fromfile(BOTH)
+    assert tool.check_teacher_to_test(cfg, BOTH, 'seg') == 'seg'
+    with pytest.raises(SystemExit, match=r'is a mmdet model.*tools/test.py '
+                       + DET['teacher'].replace('.', r'\.')):
+        tool.check_teacher_to_test(cfg, BOTH, 'det')
+    with pytest.raises(SystemExit, match=r'several teachers; name one: --teacher \{seg,det\}'):
+        tool.check_teacher_to_test(cfg, BOTH, True)
+    with pytest.raises(SystemExit, match=r"no such teacher.*\['seg', 'det'\]"):
+        tool.check_teacher_to_test(cfg, BOTH, 'depth')
+    single = Config.fromfile(SEG['distill'])
+    assert tool.check_teacher_to_test(single, SEG['distill'], True) is True

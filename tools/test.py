@@ -64,6 +64,8 @@ def check_teacher_to_test(cfg, config, name):
                          f'{list(teachers)}.')
     teacher = teachers[name]
     source = teacher.get('config') or teacher.get('model')
+    if isinstance(source, str) and '::' not in source:
+        source = os.path.normpath(source)
     scope = teacher.get('scope') or load_model_config(source)[1]
     student_scope = model.get('student_scope') or cfg.get('default_scope')
     if scope and student_scope and scope != student_scope:
