@@ -1,6 +1,6 @@
 """mmkd's registries: children of MMEngine's roots, scope ``mmkd``.
 
-Because they hang off MMEngine's root registries, ``type='mmkd.SingleTeacherDistiller'`` resolves
+Because they hang off MMEngine's root registries, ``type='mmkd.Distiller'`` resolves
 from any default scope (``mmdet``, ``mmseg``, ``mmpretrain``), and ``default_scope='mmkd'`` finds
 mmkd's own modules first, then MMEngine's. Student and teacher models are never built through
 these registries: the distiller builds each under its own package's scope (see

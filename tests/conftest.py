@@ -18,6 +18,7 @@ warnings.filterwarnings('ignore', category=UserWarning)
 DIGITS = dict(
     student=osp.join(DEMO, 'digits', 'resnet18-tiny_digits.py'),
     teacher=osp.join(DEMO, 'digits', 'resnet34-wide_digits.py'),
+    teacher_wrn=osp.join(DEMO, 'digits', 'wrn-16-2_digits.py'),  # the ensemble's second
     distill=osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py'))
 DET = dict(
     student=osp.join(DEMO, 'shapes_det', 'retinanet_r18-tiny_fpn_shapes.py'),
@@ -67,8 +68,24 @@ def random_teacher_checkpoint(config_path: str, out_path: str, seed: int = 0) ->
 @pytest.fixture(scope='session')
 def teacher_ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp('teachers')
-    return {name: random_teacher_checkpoint(cfgs['teacher'], str(root / f'{name}.pth'))
-            for name, cfgs in dict(digits=DIGITS, det=DET, seg=SEG).items()}
+    ckpts = {name: random_teacher_checkpoint(cfgs['teacher'], str(root / f'{name}.pth'))
+             for name, cfgs in dict(digits=DIGITS, det=DET, seg=SEG).items()}
+    ckpts['digits_wrn'] = random_teacher_checkpoint(DIGITS['teacher_wrn'],
+                                                    str(root / 'digits_wrn.pth'))
+    return ckpts
+
+
+def teacher_checkpoint_options(config_path: str, ckpts: dict) -> list:
+    """``--cfg-options`` giving each teacher of a demo distillation config (one, or several
+    named) the random checkpoint of ``teacher_ckpts`` for its architecture."""
+    by_config = {osp.realpath(DIGITS['teacher']): 'digits', osp.realpath(DET['teacher']): 'det',
+                 osp.realpath(SEG['teacher']): 'seg',
+                 osp.realpath(DIGITS['teacher_wrn']): 'digits_wrn'}
+    model = Config.fromfile(config_path).model
+    entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
+               if model.get('teachers') else {'model.teacher': model.teacher})
+    return [f'{key}.checkpoint={ckpts[by_config[osp.realpath(t.config)]]}'
+            for key, t in entries.items()]
 
 
 @pytest.fixture(scope='session')

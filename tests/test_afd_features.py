@@ -137,7 +137,7 @@ def test_resnet110_configs_record_every_second_teacher_block(name, num_student, 
     # Authors' LAYER['resnet110'] = arange(2, 55, 2) over [stem] + 54 block outputs: feature
     # k is block k - 1 counted over all stages (18 per stage).
     expected = [f'backbone.layer{(k - 1) // 18 + 1}.{(k - 1) % 18}' for k in range(2, 55, 2)]
-    assert [p.module for p in block.teacher_points] == expected
+    assert [p.module for _, p in block.teacher_points] == expected
     assert len(block.student_points) == num_student
     # The dry run recorded 27 teacher maps and sized AFD from them.
     method = distiller.methods['blocks']
@@ -150,5 +150,5 @@ def test_resnet110_configs_record_every_second_teacher_block(name, num_student, 
     except StopForward:  # the recorder ends the forward after its last point
         pass
     rec.finish()
-    values = [rec.get(p) for p in block.teacher_points]
+    values = [rec.get(p) for _, p in block.teacher_points]
     assert len(values) == 27 and all(v.shape[0] == 2 and v.dim() == 4 for v in values)

@@ -42,7 +42,7 @@ def test_overhead_summary_from_rounds_by_hand():
 
 def test_overhead_discovers_distillers_by_model_type(tmp_path):
     ov = _benchmark_tool('overhead')
-    distiller = "model = dict(type='mmkd.SingleTeacherDistiller', student=dict(), blocks=dict())\n"
+    distiller = "model = dict(type='mmkd.Distiller', student=dict(), blocks=dict())\n"
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'zz_no_hint_in_name.py').write_text(distiller)
     (tmp_path / 'sub' / '_base_distill.py').write_text(distiller)  # inherited, never run
@@ -103,25 +103,29 @@ def test_overhead_benchmark_all_demo_tiny(tmp_path):
 
 
 def test_quality_grid_tiny(tmp_path):
+    """The grid on the two-teacher ensemble config: both digits teachers trained once, the
+    baseline, and the method as configured and at weight 0 (a variant)."""
     out = tmp_path / 'out'
     proc = run_tool(['tools/benchmark/quality.py', '--tasks', 'classification', '--methods',
-                     'kd', '--seeds', '0', '--work-dir', str(tmp_path / 'runs'),
+                     'ens', '--seeds', '0', '--work-dir', str(tmp_path / 'runs'),
                      '--teacher-work-dir', str(tmp_path / 'teachers'), '--out', str(out),
                      '--cfg-options', 'train_cfg.max_epochs=1',
                      'train_dataloader.dataset.max_train=200',
                      '--variant', 'w0', 'model.blocks.logits.loss_weight=0.0', '--variant', 'as'])
     table = (out / 'quality.md').read_text()
-    assert '| classification | test | top-1 (%) | kd[w0] |' in table
-    assert '| classification | test | top-1 (%) | kd[as] |' in table
+    assert '| classification | test | top-1 (%) | ens[w0] |' in table
+    assert '| classification | test | top-1 (%) | ens[as] |' in table
     assert (out / 'quality.png').stat().st_size > 1000
     rows = json.loads((out / 'quality.json').read_text())['rows']
-    assert [r['method'] for r in rows] == ['kd[w0]', 'kd[as]']
+    assert [r['method'] for r in rows] == ['ens[w0]', 'ens[as]']
     assert all(len(r['distilled']) == 1 for r in rows)
     assert rows[0]['options'] == ['model.blocks.logits.loss_weight=0.0'] and not rows[1]['options']
     # Weight 0 leaves the student's training unchanged: the same seed gives the baseline's score
     # (one thread per run, so the runs are bitwise repeatable).
     assert rows[0]['distilled'] == rows[0]['student']
-    assert (tmp_path / 'teachers' / 'digits' / 'teacher.pth').exists()
+    assert set(rows[0]['teachers']) == {'classification/teacher', 'classification/teacher_wrn'}
+    for name in ('teacher', 'teacher_wrn'):
+        assert (tmp_path / 'teachers' / 'digits' / f'{name}.pth').exists()
     assert 'gap closed' in proc.stdout
 
 

@@ -12,7 +12,7 @@ from mmengine.registry import MODELS as ROOT
 from mmengine.registry import DefaultScope
 
 import mmkd  # noqa: F401
-from mmkd.distillers import SingleTeacherDistiller, load_model_config
+from mmkd.distillers import Distiller, load_model_config
 from mmkd.utils.tool_config import find_distiller_configs, is_runnable_distiller_config
 
 from conftest import DET, DIGITS, REPO, SEG, random_teacher_checkpoint
@@ -37,25 +37,28 @@ def test_distillation_config_builds(path, tmp_path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports.imports == ['mmkd']
     model = cfg.model
-    assert model.type == 'mmkd.SingleTeacherDistiller'
-    ckpt = model.teacher.checkpoint
-    if '/demo/' not in path:
-        # A published checkpoint (metafile / authors'), or - for CIFAR teachers, which have
-        # none - the work dir of the repo's own teacher config.
-        assert ckpt.startswith('https://') or (
-            ckpt.startswith('work_dirs/') and model.teacher.config.startswith(REPO)), ckpt
-    load_model_config(model.teacher.config)  # the teacher config exists
-    model.teacher.checkpoint = random_teacher_checkpoint(model.teacher.config,
-                                                         str(tmp_path / 'teacher.pth'))
-    # The random checkpoint is in the model's own key layout (revise_keys has its own test).
-    model.teacher.pop('revise_keys', None)
+    assert model.type == 'mmkd.Distiller'
+    teachers = ([model.teachers[n] for n in model.teachers] if model.get('teachers')
+                else [model.teacher])
+    for i, teacher in enumerate(teachers):
+        ckpt = teacher.checkpoint
+        if '/demo/' not in path:
+            # A published checkpoint (metafile / authors'), or - for CIFAR teachers, which
+            # have none - the work dir of the repo's own teacher config.
+            assert ckpt.startswith('https://') or (
+                ckpt.startswith('work_dirs/') and teacher.config.startswith(REPO)), ckpt
+        load_model_config(teacher.config)  # the teacher config exists
+        teacher.checkpoint = random_teacher_checkpoint(teacher.config,
+                                                       str(tmp_path / f'teacher{i}.pth'))
+        # The random checkpoint is in the model's own key layout (revise_keys: own test).
+        teacher.pop('revise_keys', None)
     if '/demo/' not in path:
         model.dry_run_input_shape = (1, 3, 64, 64)  # enough to size methods, quick on a CPU
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         if cfg.get('data_preprocessor'):
             model.data_preprocessor = cfg.data_preprocessor
         distiller = ROOT.build(model)
-    assert isinstance(distiller, SingleTeacherDistiller)
+    assert isinstance(distiller, Distiller)
     assert all(m.built for m in distiller.methods.values())
 
 
@@ -84,11 +87,11 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
     for task in (DIGITS, DET, SEG):
         folder = osp.dirname(task['student'])
         base = osp.join(folder, '_base_distill.py')
-        assert Config.fromfile(base).model.type == 'mmkd.SingleTeacherDistiller'
+        assert Config.fromfile(base).model.type == 'mmkd.Distiller'
         assert not is_runnable_distiller_config(base)
         expected |= set(glob.glob(osp.join(folder, '*.py'))) - {
-            task['student'], task['teacher'], base}
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 17
+            task['student'], task['teacher'], task.get('teacher_wrn'), base}
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 21
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 
@@ -99,7 +102,7 @@ def test_discovery_reads_the_merged_model_not_the_file_text(tmp_path):
         # inherits a distiller with blocks; its own text names no distiller
         'a_inherits.py': f'_base_ = {kd!r}\n',
         # a plain classifier whose comment names the distiller
-        'b_plain.py': f"# not mmkd.SingleTeacherDistiller\n_base_ = "
+        'b_plain.py': f"# not mmkd.Distiller\n_base_ = "
                       f"{osp.join(digits, 'resnet18-tiny_digits.py')!r}\n",
         # a distiller without blocks: a base to inherit, not a config to run
         'c_no_blocks.py': f"_base_ = {osp.join(digits, '_base_distill.py')!r}\n",

@@ -99,7 +99,7 @@ def test_student_and_teacher_from_different_packages(tmp_path):
     """An mmdet RetinaNet student learns its backbone from an mmpretrain classifier teacher."""
     teacher = random_teacher_checkpoint(DIGITS['teacher'], str(tmp_path / 't.pth'))
     det = Config.fromfile(DET['student'])
-    cfg = dict(type='mmkd.SingleTeacherDistiller', student=det.model,
+    cfg = dict(type='mmkd.Distiller', student=det.model,
                teacher=dict(config=DIGITS['teacher'], checkpoint=teacher),
                blocks=dict(c5=dict(student='backbone.layer4', teacher='backbone.layer4',
                                    method=dict(type='FeatureMSE'))),
@@ -236,11 +236,13 @@ def test_skip_policy_leaves_weights_untouched_and_counts(teacher_ckpts):
     assert not torch.equal(d.student.head.fc.weight, before['student.head.fc.weight'])
 
 
-def test_teacher_normalisation_differing_from_the_students_is_warned(teacher_ckpts, tmp_path,
-                                                                   monkeypatch):
-    import mmkd.distillers.single_teacher as distiller_module
+def test_teacher_normalisation_differing_from_the_students_is_applied_and_logged(
+        teacher_ckpts, tmp_path, monkeypatch):
+    """The teacher is fed the batch re-normalised to its own config's preprocessor (exactness:
+    test_multi_teacher.py), and the log says so."""
+    import mmkd.distillers.teachers as teachers_module
     messages = []
-    monkeypatch.setattr(distiller_module, 'print_log', lambda msg, **kw: messages.append(msg))
+    monkeypatch.setattr(teachers_module, 'print_log', lambda msg, **kw: messages.append(msg))
     build(digits_cfg(teacher_ckpts['digits']))
     assert not messages  # the demo's teacher and student normalise alike
     teacher_cfg = tmp_path / 'teacher_rgb.py'
@@ -248,9 +250,10 @@ def test_teacher_normalisation_differing_from_the_students_is_warned(teacher_ckp
                            'data_preprocessor = dict(mean=[10.0, 20.0, 30.0], to_rgb=True)\n')
     cfg = digits_cfg(teacher_ckpts['digits'])
     cfg.teacher.config = str(teacher_cfg)
-    build(cfg)
+    d = build(cfg)
+    assert not d.teacher_info('teacher').view.identity
     assert len(messages) == 1
-    for words in ('normalises its inputs', "'mean': [10.0, 20.0, 30.0]", "'mean': [78.0, 78.0",
+    for words in ('re-normalised', "'mean': [10.0, 20.0, 30.0]", "'mean': [78.0, 78.0",
                   "'flip_channels': True", 'teacher_rgb.py'):
         assert words in messages[0], (words, messages[0])
 

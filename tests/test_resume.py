@@ -19,7 +19,8 @@ from mmkd.utils import AtomicLocalBackend, checkpoint_damage, find_resumable_che
 from mmkd.utils.checkpoint import safe_torch_load
 from mmkd.utils.tool_config import find_distiller_configs
 
-from conftest import DEMO, REPO, assert_blocks_logged, run_tool, shapes_options
+from conftest import (DEMO, REPO, assert_blocks_logged, run_tool, shapes_options,
+                      teacher_checkpoint_options)
 
 DIFFKD_DET = osp.join(DEMO, 'shapes_det', 'diffkd_retinanet_r34-wide_r18-tiny_fpn_shapes.py')
 VKD_DIGITS = osp.join(DEMO, 'digits', 'vkd_resnet34-wide_resnet18-tiny_digits.py')
@@ -120,8 +121,9 @@ def test_damage_detection_and_fallback(tmp_path):
 # ------------------------------------------------------------------ through tools/train.py
 def _user_config(tmp_path, base, teacher, name, interrupt=None, lines=()):
     """A user config inheriting ``base``; ``interrupt``: e.g. 'iteration=3' or 'epoch=1'."""
-    text = [f'_base_ = {base!r}', f'model = dict(teacher=dict(checkpoint={teacher!r}))',
-            *lines]
+    text = [f'_base_ = {base!r}', *lines]
+    if teacher is not None:  # else the teachers' checkpoints come as --cfg-options
+        text.insert(1, f'model = dict(teacher=dict(checkpoint={teacher!r}))')
     if interrupt:
         text += ["custom_imports = dict(imports=['mmkd', 'interrupt_hook'])",
                  f'custom_hooks = [dict(type="InterruptTrainingAt", {interrupt})]']
@@ -190,7 +192,6 @@ def test_epoch_based_vkd_resume_is_bit_exact(tmp_path, teacher_ckpts):
 
 
 DEMO_DISTILL = find_distiller_configs(DEMO, recursive=True)
-TASK_OF_FOLDER = dict(digits='digits', shapes_det='det', shapes_seg='seg')
 
 
 @pytest.mark.slow
@@ -199,21 +200,21 @@ def test_every_demo_distiller_resumes_bit_exactly(path, tmp_path, shapes_root, t
     """Every demo distillation config: interrupted half way and resumed, bit-identical to the
     uninterrupted run (the two tests above cover the same path for DiffKD and VkD)."""
     folder = osp.basename(osp.dirname(path))
-    teacher = teacher_ckpts[TASK_OF_FOLDER[folder]]
+    opts = ['--cfg-options', *teacher_checkpoint_options(path, teacher_ckpts)]
     if folder == 'digits':
         lines = ['train_cfg = dict(max_epochs=2, val_interval=1)',
                  'train_dataloader = dict(batch_size=32, dataset=dict(indices=96))',
                  'val_dataloader = dict(dataset=dict(indices=32))',
                  'default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3))']
-        interrupt, last, opts = 'epoch=1', 'epoch_2.pth', []
+        interrupt, last = 'epoch=1', 'epoch_2.pth'
     else:
         lines = ['train_cfg = dict(max_iters=4, val_interval=2)',
                  'default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3))']
         interrupt, last = 'iteration=3', 'iter_4.pth'
-        opts = ['--cfg-options', *shapes_options(shapes_root, det=folder == 'shapes_det')]
-    full = _user_config(tmp_path, path, teacher, 'x', lines=lines)
+        opts += shapes_options(shapes_root, det=folder == 'shapes_det')
+    full = _user_config(tmp_path, path, None, 'x', lines=lines)
     run_tool(['tools/train.py', full, '--work-dir', str(tmp_path / 'full'), *opts])
-    cut = _user_config(tmp_path, path, teacher, 'x', interrupt, lines)
+    cut = _user_config(tmp_path, path, None, 'x', interrupt, lines)
     first = run_tool(['tools/train.py', cut, '--work-dir', str(tmp_path / 'cut'), *opts],
                      check=False, env=dict(PYTHONPATH=osp.join(REPO, 'tests')))
     assert first.returncode != 0 and 'simulated interruption' in first.stdout

@@ -179,7 +179,7 @@ def test_ce_reaches_only_the_class_head_and_kd_on_the_dist_head_reaches_the_back
         head=dict(type='MultiTokenClsHead', num_classes=10, in_channels=16),
         data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10))
     distiller = build(dict(
-        type='mmkd.SingleTeacherDistiller', student=student,
+        type='mmkd.Distiller', student=student,
         teacher=dict(config=DIGITS['teacher'], checkpoint=teacher_ckpt),
         blocks=dict(logits=dict(student='head.heads.dist', teacher='head.fc',
                                 method=dict(type='LogitKD', tau=1.0))),
@@ -358,7 +358,7 @@ TRAIN_CFG = """
 _base_ = '{repo}/configs/demo/digits/resnet18-tiny_digits.py'
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student=dict(
         type='ImageClassifier',
         backbone=dict(type='StemTokenViT', img_size=16,

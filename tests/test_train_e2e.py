@@ -8,7 +8,8 @@ from mmengine.config import Config
 
 from mmkd.utils.tool_config import find_distiller_configs
 
-from conftest import DEMO, DIGITS, SEG, assert_blocks_logged, run_tool, shapes_options
+from conftest import (DEMO, DIGITS, SEG, assert_blocks_logged, run_tool, shapes_options,
+                      teacher_checkpoint_options)
 
 
 def metric(output: str, key: str) -> float:
@@ -109,12 +110,12 @@ def test_amp_without_gpu_is_a_clear_error(teacher_ckpts, tmp_path):
 
 
 DEMO_DISTILL = find_distiller_configs(DEMO, recursive=True)
-TASK_OF_FOLDER = dict(digits='digits', shapes_det='det', shapes_seg='seg')
 # Demo configs that other tests already train through tools/train.py, checking the same log.
 TRAINED_ELSEWHERE = {
     'digits/kd_resnet34-wide_resnet18-tiny_digits.py',  # digits_run above
     'shapes_det/diffkd_retinanet_r34-wide_r18-tiny_fpn_shapes.py',  # tests/test_resume.py
     'digits/vkd_resnet34-wide_resnet18-tiny_digits.py',  # tests/test_resume.py
+    'shapes_seg/rtk-both_deeplabv3_r18-tiny-d8_shapes.py',  # tests/test_multi_teacher.py
 }
 
 
@@ -125,8 +126,7 @@ def test_every_demo_distillation_config_trains_a_few_iterations(path, tmp_path, 
                                                                  teacher_ckpts):
     """Each method's demo config, through tools/train.py: every block logs its losses."""
     folder = osp.basename(osp.dirname(path))
-    opts = [f'model.teacher.checkpoint={teacher_ckpts[TASK_OF_FOLDER[folder]]}',
-            'default_hooks.logger.interval=1']
+    opts = [*teacher_checkpoint_options(path, teacher_ckpts), 'default_hooks.logger.interval=1']
     if folder == 'digits':
         opts += ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=96',
                  'train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=32']

@@ -42,6 +42,8 @@ TASKS = {
         data='digits (sklearn, distorted; 1,347 train / 450 test)', metric='accuracy/top1',
         metric_name='top-1 (%)', work='work_dirs/demo/digits', split='test',
         teacher=f'{DEMO}/digits/resnet34-wide_digits.py',
+        # A second teacher of another architecture, for the ensemble of several teachers.
+        extra_teachers=dict(teacher_wrn=f'{DEMO}/digits/wrn-16-2_digits.py'),
         student=f'{DEMO}/digits/resnet18-tiny_digits.py'),
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
@@ -98,20 +100,24 @@ def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
     return float(found[-1]) * scale
 
 
-def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None):
-    """Train the teacher once; keep its weights and score in ``<work>/teacher.pth|json``
-    (by default the path the demo distillation configs name). Returns (score, checkpoint)."""
+def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None,
+                   name='teacher', config=None):
+    """Train a teacher once; keep its weights and score in ``<work>/<name>.pth|json`` (by
+    default the task's main teacher, ``teacher.pth``, the path the demo distillation configs
+    name). Returns (score, checkpoint)."""
     work_root = work_root or spec['work']
-    ckpt = osp.join(REPO, work_root, 'teacher.pth')
-    info = osp.join(REPO, work_root, 'teacher.json')
+    config = config or spec['teacher']
+    ckpt = osp.join(REPO, work_root, f'{name}.pth')
+    info = osp.join(REPO, work_root, f'{name}.json')
+    label = f'[{task}] {name.replace("_", " ")}'
     if osp.isfile(ckpt) and osp.isfile(info) and not retrain:
         score = json.load(open(info))['score']
-        print(f'[{task}] reusing teacher {osp.relpath(ckpt, REPO)} ({spec["metric"]} {score})')
+        print(f'{label}: reusing {osp.relpath(ckpt, REPO)} ({spec["metric"]} {score})')
         return score, ckpt
-    work = osp.join(work_root, 'teacher')
-    print(f'[{task}] training the teacher ({spec["teacher"]}) ...', flush=True)
+    work = osp.join(work_root, name)
+    print(f'{label}: training {config} ...', flush=True)
     start = time.time()
-    score = train(spec['teacher'], work, spec['metric'], ['randomness.seed=0', *options],
+    score = train(config, work, spec['metric'], ['randomness.seed=0', *options],
                   spec.get('scale', 1.0), threads)
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
         last = f.read().strip()
@@ -121,11 +127,42 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     state = safe_torch_load(last)['state_dict']
     # Written under another name and renamed, so a killed run never leaves a partial teacher
     # that a later run would reuse.
-    torch.save(dict(state_dict=state, meta=dict(config=spec['teacher'])), ckpt + '.tmp')
+    torch.save(dict(state_dict=state, meta=dict(config=config)), ckpt + '.tmp')
     os.replace(ckpt + '.tmp', ckpt)
-    json.dump(dict(score=score, config=spec['teacher']), open(info, 'w'))
-    print(f'[{task}] teacher: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
+    json.dump(dict(score=score, config=config), open(info, 'w'))
+    print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
     return score, ckpt
+
+
+def demo_teachers():
+    """{config path: (task, name)} of every teacher the demo can train: each task's main
+    teacher (name 'teacher') and its ``extra_teachers``."""
+    found = {}
+    for task, spec in TASKS.items():
+        for name, config in [('teacher', spec['teacher']),
+                             *spec.get('extra_teachers', {}).items()]:
+            found[osp.realpath(osp.join(REPO, config))] = (task, name)
+    return found
+
+
+def config_teachers(config):
+    """[(option prefix, (task, name))] for each teacher of a distillation config:
+    ``model.teacher`` or ``model.teachers.<name>``, matched to the demo teacher trained from
+    the same config file (a teacher of another task, e.g. the detection teacher of a
+    segmentation student, is that task's)."""
+    from mmengine.config import Config
+    model = Config.fromfile(osp.join(REPO, config)).model
+    entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
+               if model.get('teachers') else {'model.teacher': model.teacher})
+    known = demo_teachers()
+    out = []
+    for key, teacher in entries.items():
+        path = osp.realpath(osp.join(REPO, teacher.get('config') or ''))
+        if path not in known:
+            raise ValueError(f'{config}: {key} ({teacher.get("config")}) is not a demo teacher; '
+                             f'the demo trains {sorted(osp.relpath(p, REPO) for p in known)}.')
+        out.append((key, known[path]))
+    return out
 
 
 def method_configs(spec):
@@ -176,15 +213,23 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
         futures.append(pool.submit(fn, *args))
         return futures[-1]
 
-    teachers, students, distilled = {}, {}, {}
+    # The teachers every chosen run needs: each task's own (the reference of the gap), and
+    # those of the distillation configs, which may belong to another task.
+    needed = {(task, 'teacher'): None for task in tasks if chosen[task]}
+    uses = {}
     for task in tasks:
-        if not chosen[task]:
-            continue
+        for method, config, _ in chosen[task]:
+            uses[config] = config_teachers(config)
+            needed.update({tn: None for _, tn in uses[config]})
+    teachers, students, distilled = {}, {}, {}
+    for task, name in needed:
         spec = TASKS[task]
         troot = osp.join(teacher_root, osp.basename(spec['work'])) if teacher_root else None
-        teachers[task] = submit(ensure_teacher, task, spec, retrain_teachers, troot,
-                                options.get(task, ()), threads)
-    for task in teachers:
+        config = spec['teacher'] if name == 'teacher' else spec['extra_teachers'][name]
+        teachers[task, name] = submit(ensure_teacher, task, spec, retrain_teachers, troot,
+                                      options.get(task, ()), threads, name, config)
+    active = [task for task in tasks if chosen[task]]
+    for task in active:
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
         for seed in seeds:
             students[task, seed] = submit(
@@ -194,13 +239,13 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
 
     def distill(task, method, config, extra, seed):
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
-        _, ckpt = teachers[task].result()
+        ckpts = [f'{key}.checkpoint={teachers[tn].result()[1]}' for key, tn in uses[config]]
         return _run(f'[{task}] {method} seed {seed}', config, f'{root}/{method}_seed{seed}',
-                    spec, [f'randomness.seed={seed}', f'model.teacher.checkpoint={ckpt}',
-                           *options.get(task, ()), *extra], threads)
+                    spec, [f'randomness.seed={seed}', *ckpts, *options.get(task, ()), *extra],
+                    threads)
 
     for seed in seeds:
-        for task in teachers:
+        for task in active:
             for method, config, extra in chosen[task]:
                 distilled[task, method, seed] = submit(distill, task, method, config, extra,
                                                        seed)
@@ -217,12 +262,14 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     pool.shutdown()
 
     rows = []
-    for task in teachers:
+    for task in active:
         spec = TASKS[task]
         for method, config, extra in chosen[task]:
             rows.append(dict(
                 task=task, data=spec['data'], metric=spec['metric_name'], method=method,
-                config=config, options=list(extra), teacher=teachers[task].result()[0],
+                config=config, options=list(extra),
+                teacher=teachers[task, 'teacher'].result()[0],
+                teachers={f'{t}/{n}': teachers[t, n].result()[0] for _, (t, n) in uses[config]},
                 student=[students[task, s].result() for s in seeds],
                 distilled=[distilled[task, method, s].result() for s in seeds],
                 seeds=list(seeds), split=split or spec['split']))

@@ -2,6 +2,7 @@
 
     python tools/test.py CONFIG CHECKPOINT            # a distiller's student (the default)
     python tools/test.py CONFIG --teacher             # the teacher alone, from its checkpoint
+    python tools/test.py CONFIG --teacher det         # one of several teachers, by name
     python tools/test.py BASE_CONFIG student.pth      # an exported student in its plain config
 """
 import argparse
@@ -25,9 +26,10 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file (not needed with '
                         '--teacher)')
-    parser.add_argument('--teacher', action='store_true',
+    parser.add_argument('--teacher', nargs='?', const=True, default=None, metavar='NAME',
                         help='evaluate the distiller\'s teacher alone (weights from its own '
-                        'checkpoint) instead of the student')
+                        'checkpoint, fed as in distillation) instead of the student; with '
+                        'several teachers, give its name')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings in the config, key=value')
@@ -41,15 +43,46 @@ def parse_args():
     return args
 
 
+def check_teacher_to_test(cfg, config, name):
+    """``--teacher [NAME]``: the teacher to evaluate with this config's test data and
+    evaluator. A teacher of another task (another package scope) is refused: its own config
+    has the data and metric that fit it."""
+    from mmkd.distillers import load_model_config
+    from mmkd.utils import is_distiller_config
+    model = cfg.model
+    if not is_distiller_config(model) or not (model.get('teacher') or model.get('teachers')):
+        raise SystemExit(f'--teacher: {config} has no model.teacher(s) (not a distillation '
+                         'config).')
+    teachers = dict(model.teachers) if model.get('teachers') else dict(teacher=model.teacher)
+    if name is True:
+        if len(teachers) > 1:
+            raise SystemExit(f'--teacher: {config} has several teachers; name one: '
+                             f'--teacher {{{",".join(teachers)}}}.')
+        name = next(iter(teachers))
+    if name not in teachers:
+        raise SystemExit(f'--teacher {name}: no such teacher in {config}; the teachers are '
+                         f'{list(teachers)}.')
+    teacher = teachers[name]
+    source = teacher.get('config') or teacher.get('model')
+    if isinstance(source, str) and '::' not in source:
+        source = os.path.normpath(source)
+    scope = teacher.get('scope') or load_model_config(source)[1]
+    student_scope = model.get('student_scope') or cfg.get('default_scope')
+    if scope and student_scope and scope != student_scope:
+        where = f'tools/test.py {source} {teacher.checkpoint}' if teacher.get('config') else \
+            "its own config"
+        raise SystemExit(f'--teacher {name}: this teacher is a {scope} model and {config} tests '
+                         f'a {student_scope} student with {student_scope} data and metrics. '
+                         f'Evaluate the teacher with {where}.')
+    return name if model.get('teachers') else True
+
+
 def main():
     args = parse_args()
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     if args.teacher:
-        if 'teacher' not in cfg.model:
-            raise SystemExit(f'--teacher: {args.config} has no model.teacher (not a '
-                             'distillation config).')
-        cfg.model.eval_teacher = True
+        cfg.model.eval_teacher = check_teacher_to_test(cfg, args.config, args.teacher)
     # The checkpoint is loaded below, not by the Runner (which would load any key mismatch
     # non-strictly and score random weights); the teacher loads its own checkpoint.
     cfg.load_from = None

@@ -7,7 +7,7 @@ _base_ = '../cifar100/resnet20_cifar100.py'
 
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(config='{{ fileDirname }}/../cifar100/resnet56_cifar100.py',
                  checkpoint='work_dirs/resnet56_cifar100/epoch_240.pth'),

@@ -7,7 +7,7 @@ custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(
         config='mmdet::retinanet/retinanet_r101_fpn_2x_coco.py',

@@ -13,7 +13,7 @@ WRN_BLOCK_FEATURES = [dict(module='backbone.layer*.*.preact', matches='1:'),
 
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(config='{{ fileDirname }}/../cifar100/wrn-40-2_cifar100.py',
                  checkpoint='work_dirs/wrn-40-2_cifar100/epoch_240.pth'),

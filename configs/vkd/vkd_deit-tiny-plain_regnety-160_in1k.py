@@ -18,7 +18,7 @@ custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(
         config='{{ fileDirname }}/regnety-160_timm_in1k_teacher.py',

@@ -17,7 +17,7 @@ custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)
 
 model = dict(
     _delete_=True,
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student=dict(
         type='ImageClassifier',
         backbone={{_base_.model.backbone}},

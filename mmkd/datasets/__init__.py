@@ -9,11 +9,12 @@ Importing this package registers the datasets in ``mmkd.registry.DATASETS``, so 
 ``type='mmkd.DigitsDataset'`` etc. from any default scope.
 """
 from .digits import DIGIT_CLASSES, DigitsDataset, digit_to_image, stratified_split
+from .transforms import LoadImageFromFileAs, PackImageField
 from .shapes import (SEG_CLASSES, SEG_PALETTE, SHAPE_CLASSES, SHAPE_PALETTE, ShapesDetDataset,
                      ShapesSegDataset, make_shapes_dataset)
 
 __all__ = [
     'DigitsDataset', 'digit_to_image', 'stratified_split', 'DIGIT_CLASSES',
     'make_shapes_dataset', 'ShapesDetDataset', 'ShapesSegDataset', 'SHAPE_CLASSES',
-    'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE'
+    'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE', 'PackImageField', 'LoadImageFromFileAs'
 ]

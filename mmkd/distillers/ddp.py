@@ -3,7 +3,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.model.utils import detect_anomalous_params
 
 from ..registry import MODEL_WRAPPERS
-from .single_teacher import SingleTeacherDistiller, distiller_train_step
+from .distiller import Distiller, distiller_train_step
 
 
 @MODEL_WRAPPERS.register_module()
@@ -18,7 +18,7 @@ class DistillerDataParallel(MMDistributedDataParallel):
     """
 
     def train_step(self, data, optim_wrapper):
-        if not isinstance(self.module, SingleTeacherDistiller):
+        if not isinstance(self.module, Distiller):
             return super().train_step(data, optim_wrapper)
 
         def after_update(parsed_loss):

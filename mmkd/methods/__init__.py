@@ -3,11 +3,12 @@ from .base import BaseDistillMethod, LevelwiseMethod
 from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoiseAdapter,
                      LinearAutoEncoder)
 from .dist import DIST
+from .ensemble_kd import EnsembleKD
 from .feature_mse import FeatureMSE
 from .logit_kd import LogitKD
 from .vkd import OrthogonalProjector, VkD
 
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
            'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
-           'DDIMSampler', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
+           'DDIMSampler', 'EnsembleKD', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
            'spatial_attention_map']

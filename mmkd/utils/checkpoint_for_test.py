@@ -35,12 +35,12 @@ def load_test_checkpoint(runner, filename: str) -> None:
     Raises a RuntimeError naming the model keys the checkpoint lacks or holds with another
     shape (they would stay at their random initial values), with the likely cause.
     """
-    from ..distillers import SingleTeacherDistiller
+    from ..distillers import Distiller
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     checkpoint = _load_checkpoint(filename, map_location='cpu')
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
     state = _state_dict(checkpoint)
-    distiller = isinstance(model, SingleTeacherDistiller)
+    distiller = isinstance(model, Distiller)
     target = model
     if not distiller and is_distillation_state_dict(state):
         state = extract_student_state_dict(state)

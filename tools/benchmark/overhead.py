@@ -165,18 +165,21 @@ def build(config, device, random_teacher, batch_size, copies=2, seed=0):
     model_cfg = cfg.model
     if cfg.get('data_preprocessor'):
         model_cfg.data_preprocessor = cfg.data_preprocessor
-    ckpt = model_cfg.teacher.checkpoint
+    teacher_cfgs = model_cfg.teachers if model_cfg.get('teachers') else dict(
+        teacher=model_cfg.teacher)
     with tempfile.TemporaryDirectory() as tmp:
-        if random_teacher or ckpt.startswith(('http://', 'https://')) or not osp.isfile(ckpt):
-            from mmkd.distillers import (build_model_in_scope, load_model_config,
-                                         without_pretrained)
-            t_cfg, scope = load_model_config(model_cfg.teacher.get('config') or
-                                             model_cfg.teacher.model)
-            torch.manual_seed(seed)
-            teacher = build_model_in_scope(without_pretrained(t_cfg), scope)
-            path = osp.join(tmp, 'random_teacher.pth')
-            torch.save(dict(state_dict=teacher.state_dict()), path)
-            model_cfg.teacher.checkpoint = path
+        for name, t in teacher_cfgs.items():
+            ckpt = t.checkpoint
+            if random_teacher or ckpt.startswith(('http://', 'https://')) or \
+                    not osp.isfile(ckpt):
+                from mmkd.distillers import (build_model_in_scope, load_model_config,
+                                             without_pretrained)
+                t_cfg, scope = load_model_config(t.get('config') or t.model)
+                torch.manual_seed(seed)
+                teacher = build_model_in_scope(without_pretrained(t_cfg), t.get('scope') or scope)
+                path = osp.join(tmp, f'random_{name}.pth')
+                torch.save(dict(state_dict=teacher.state_dict()), path)
+                t.checkpoint = path
         models = []
         with DefaultScope.overwrite_default_scope(cfg.default_scope):
             for _ in range(copies):
@@ -270,7 +273,7 @@ def make_phases(distiller, parts, inputs, samples, breakdown=False, sync=lambda:
     # The methods' inputs: the values of one student step and one teacher forward on this
     # batch, taken before the student's recorder is removed.
     with torch.no_grad():
-        parts._record(parts.teacher_recorder, parts.teacher, inputs, samples)
+        parts.record_teachers(inputs, samples)
         parts.student_recorder.start()
         parts.student(inputs, samples, mode='loss')
         parts.student_recorder.finish()
@@ -282,14 +285,13 @@ def make_phases(distiller, parts, inputs, samples, breakdown=False, sync=lambda:
         return leaf
     values = {}
     for name, block in parts.blocks.items():
-        s = type(block).gather(parts.student_recorder, block.student_points, block.student_multi)
-        t = type(block).gather(parts.teacher_recorder, block.teacher_points, block.teacher_multi)
+        s = block.student_value(parts.student_recorder)
+        t = block.teacher_value(parts._teachers)
         values[name] = (map_tensors(student_leaf, s),
                         map_tensors(lambda x: x.detach().clone(), t))
-    parts.student_recorder.data = {}
-    parts.teacher_recorder.data = {}
+    parts._clear_records()
     parts.student_recorder.remove()  # the student phase runs the plain student, no hooks
-    student, teacher, methods = parts.student, parts.teacher, parts.methods
+    student, teachers, methods = parts.student, list(parts.teachers.values()), parts.methods
 
     optims = dict(student=sgd(student.parameters()), teacher=None,
                   methods=sgd(methods.parameters()), distill=sgd(distiller.parameters()))
@@ -309,17 +311,16 @@ def make_phases(distiller, parts, inputs, samples, breakdown=False, sync=lambda:
         loss, _ = student.parse_losses(student(inputs, samples, mode='loss'))
         update(loss, optims['student'], clocks['student'])
 
-    def teacher_step():
-        with torch.no_grad():
-            parts._record(parts.teacher_recorder, teacher, inputs, samples)
-        parts.teacher_recorder.data = {}
+    def teacher_step():  # every teacher, on its own view of the batch
+        parts.record_teachers(inputs, samples)
+        parts._clear_records()
 
     def methods_step():
         total = 0
         for name, block in parts.blocks.items():
             for k, v in block.method(*values[name], samples).items():
                 if 'loss' in k:  # as the distiller: weighted, summed; diagnostics not optimised
-                    total = total + (v * block.loss_weight).mean()
+                    total = total + (v * block.loss_weight.current()).mean()
         update(total, optims['methods'], clocks['methods'])
         for leaf in leaves:
             leaf.grad = None
@@ -330,8 +331,8 @@ def make_phases(distiller, parts, inputs, samples, breakdown=False, sync=lambda:
 
     steps = dict(student=student_step, teacher=teacher_step, methods=methods_step,
                  distill=distill_step)
-    modules = dict(student=[student], teacher=[teacher], methods=[methods],
-                   distill=[distiller.student, distiller.teacher, distiller.methods])
+    modules = dict(student=[student], teacher=teachers, methods=[methods],
+                   distill=[distiller.student, *distiller.teachers.values(), distiller.methods])
     return steps, modules, optims, clocks
 
 

@@ -30,7 +30,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from demo import (RunFailed, add_run_arguments, mean_std, run_grid,  # noqa: E402
+from demo import (TASKS, RunFailed, add_run_arguments, mean_std, run_grid,  # noqa: E402
                   summarise)
 
 
@@ -110,8 +110,9 @@ def main():
     variants = {name: extra for name, *extra in args.variant}
     if variants and len(variants) != len(args.variant):
         sys.exit('--variant names must differ')
+    # Every task's: a method may read a teacher of another task (trained with its own options).
     options = {task: [*(TUNE_OPTIONS[task] if args.tune else []), *args.cfg_options]
-               for task in args.tasks}
+               for task in TASKS}
     try:
         rows = run_grid(args.tasks, args.methods, args.seeds, args.work_dir,
                         args.teacher_work_dir, options, jobs=args.jobs, threads=args.threads,

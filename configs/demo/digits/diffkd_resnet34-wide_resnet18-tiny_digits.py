@@ -1,6 +1,6 @@
 # DiffKD with the paper's ImageNet layout at demo scale: a feature branch on the last backbone
 # stage (bottleneck denoiser, linear autoencoder on the teacher, MSE) and a logit branch
-# (MLP denoiser, KL at tau 1). ResNet-34 (half width) teacher -> ResNet-18 (quarter width).
+# (MLP denoiser, KL at tau 1). ResNet-34 (quarter width) teacher -> ResNet-18 (1/16 width).
 _base_ = './_base_distill.py'
 
 model = dict(

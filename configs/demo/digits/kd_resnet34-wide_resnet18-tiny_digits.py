@@ -1,4 +1,4 @@
-# Logit KD (Hinton et al.): ResNet-34 (half width) teacher -> ResNet-18 (quarter width) student.
+# Logit KD (Hinton et al.): ResNet-34 (quarter width) teacher -> ResNet-18 (1/16 width) student.
 _base_ = './_base_distill.py'
 
 model = dict(

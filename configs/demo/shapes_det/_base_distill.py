@@ -7,7 +7,7 @@ _base_ = './retinanet_r18-tiny_fpn_shapes.py'
 
 model = dict(
     _delete_=True,  # the base's `model` becomes the student below instead of being merged
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(
         config='{{ fileDirname }}/retinanet_r34-wide_fpn_shapes.py',

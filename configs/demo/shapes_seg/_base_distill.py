@@ -7,7 +7,7 @@ _base_ = './deeplabv3_r18-tiny-d8_shapes.py'
 
 model = dict(
     _delete_=True,  # the base's `model` becomes the student below instead of being merged
-    type='mmkd.SingleTeacherDistiller',
+    type='mmkd.Distiller',
     student={{_base_.model}},
     teacher=dict(
         config='{{ fileDirname }}/deeplabv3_r34-wide-d8_shapes.py',

@@ -1,0 +1,814 @@
+"""The distiller: an MMEngine model that wraps a student, one or more frozen teachers and a set
+of distillation blocks.
+
+One training step::
+
+    batch -> student's data_preprocessor -> for each teacher: its view of the batch
+    (re-normalised for it, or a privileged input from the data samples) -> teacher (no grad,
+    eval mode, hooks record, stops after its deepest recorded module) -> student (hooks
+    record, task losses) -> each block's method(student_value, teacher_value(s)) x its loss
+    weight (a number or a schedule) -> {'student.loss_*', 'distill.<block>.loss_*'}
+    -> non-finite check (raise, or skip the optimiser step) -> optimiser
+
+``predict`` and ``tensor`` modes run the student alone, so the base config's evaluator and
+``tools/test.py`` see an ordinary model.
+
+Teachers are deliberately *not* submodules: ``parameters()``, ``state_dict()``,
+``init_weights()``, the optimiser constructor and DDP never see them, so they are never
+trained, synchronised, re-initialised or checkpointed, and no paramwise optimiser config logs
+a line per frozen teacher parameter. Device and dtype moves (``.to()``, ``.cuda()``,
+``.half()``) still reach them through :meth:`Distiller._apply`.
+
+Several teachers (``teachers=dict(det=..., seg=...)``) are named in the blocks' teacher points
+as ``'det:neck'``; one ``teacher=dict(...)`` is the shorthand (its points need no name). See
+docs/multi_teacher.md.
+"""
+import contextlib
+import copy
+import inspect
+import logging
+import re
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.distributed as torch_dist
+import torch.nn as nn
+from mmengine.logging import MessageHub, print_log
+from mmengine.model import BaseModel, revert_sync_batchnorm
+from mmengine.registry import DefaultScope
+
+from ..recorders import (ModuleRecorder, RecordPoint, RecordPointError, StopForward,
+                         expand_points, find_module, parse_point)
+from ..registry import MODELS
+from .loss_weights import LossWeight, build_loss_weight
+from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
+                            load_model_config, without_pretrained)
+from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView,
+                       group_teacher_points, parse_normalisation)
+
+BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight')
+NONFINITE_POLICIES = ('raise', 'skip')
+DEFAULT_DRY_RUN_INPUT_SHAPE = (2, 3, 224, 224)
+#: The name of the teacher given with the one-teacher shorthand ``teacher=dict(...)``.
+SOLE_TEACHER = 'teacher'
+_TEACHER_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+class NonFiniteError(FloatingPointError):
+    """A recorded value (dry run) or a loss (training) is NaN or infinite."""
+
+
+class DistillBlock:
+    """One distillation block: where to read in the student and in the teachers, the method,
+    its loss weight.
+
+    ``student`` is a record point (``'neck'``, ``'neck[0]'``, ``'head.fc@input'``, a dict) or a
+    list of them; ``teacher`` is a list of ``(teacher name, RecordPoint)``. With a list
+    (``*_multi``), the method receives a list of values, in the order given.
+    """
+
+    def __init__(self, name: str, student, teacher: List[tuple], teacher_multi: bool,
+                 method: nn.Module, loss_weight: LossWeight):
+        self.name = name
+        self.student_multi = isinstance(student, (list, tuple))
+        self.student_points = [parse_point(p) for p in
+                               (student if self.student_multi else [student])]
+        self.teacher_multi = teacher_multi
+        self.teacher_points = [(t, parse_point(p)) for t, p in teacher]
+        self.method = method
+        self.loss_weight = loss_weight
+        # What the method was built for in the dry run: {'student': [...], 'teacher': [...]}
+        # of (ndim, channels, which trailing dims are 1) per level, and the shapes themselves.
+        self.built_signature: Optional[dict] = None
+        self.built_shapes: Optional[dict] = None
+
+    @property
+    def method_type(self) -> str:
+        return type(self.method).__name__
+
+    @property
+    def teacher_names(self) -> List[str]:
+        return list(dict.fromkeys(t for t, _ in self.teacher_points))
+
+    def student_value(self, recorder: ModuleRecorder):
+        values = [recorder.get(p) for p in self.student_points]
+        return values if self.student_multi else values[0]
+
+    def teacher_value(self, teachers: Dict[str, Teacher]):
+        values = [teachers[t].recorder.get(p) for t, p in self.teacher_points]
+        return values if self.teacher_multi else values[0]
+
+# ---------------------------------------------------------------------- helpers
+def _tensors(value) -> List[torch.Tensor]:
+    """The tensors of a recorded value (a tensor or nested tuples/lists of them)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _signature(value) -> list:
+    """Per level: (ndim, channels, which dims after the channel dim are 1).
+
+    Channels are the last dim of (N, L, C) tokens and dim 1 otherwise, as the methods read
+    them; a size-1 spatial dim is part of the signature because methods treat (N, C, 1, 1)
+    maps as vectors (DiffKD's MLP denoiser).
+    """
+    sig = []
+    for t in _tensors(value):
+        channel_dim = 2 if t.dim() == 3 else 1
+        channels = t.shape[channel_dim] if t.dim() > 1 else None
+        rest = tuple(d == 1 for i, d in enumerate(t.shape) if i > 0 and i != channel_dim)
+        sig.append((t.dim(), channels, rest))
+    return sig
+
+
+def _shapes(value) -> list:
+    return [tuple(t.shape) for t in _tensors(value)]
+
+
+def _rebuild_error(e: Exception, message: str) -> Exception:
+    """The same exception type with ``message`` (for builtin types), else ``e`` with a note."""
+    try:
+        new = type(e)(message)
+    except Exception:  # an exception type with its own constructor
+        e.add_note(message)
+        return e
+    new.__cause__ = e
+    return new
+
+
+@contextlib.contextmanager
+def _in_block(name: str, what: str):
+    """Prefix any error raised inside with the block it belongs to."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, NotImplementedError,
+            AssertionError) as e:
+        text = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
+        if text.startswith(f'Block {name!r}'):
+            raise
+        raise _rebuild_error(e, f'Block {name!r} ({what}): {text}') from e
+
+
+def _init_arguments(cls) -> Optional[set]:
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; None if the
+    chain ends in an open ``**kwargs`` (anything goes)."""
+    accepted = set()
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        if klass in (nn.Module, object):
+            return accepted
+        params = inspect.signature(vars(klass)['__init__']).parameters.values()
+        accepted |= {p.name for p in params if p.name != 'self' and p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return accepted
+    return None
+
+
+def _valid_methods() -> List[str]:
+    from ..methods import BaseDistillMethod
+    return sorted(k for k, v in MODELS.module_dict.items()
+                  if isinstance(v, type) and issubclass(v, BaseDistillMethod)
+                  and k not in ('BaseDistillMethod', 'LevelwiseMethod'))
+
+
+def _build_method(cfg, block_name: str) -> nn.Module:
+    """Build a block's method from ``dict(type=..., **args)`` or its type name alone."""
+    from ..methods import BaseDistillMethod
+    if isinstance(cfg, str):  # method='LogitKD' is shorthand for dict(type='LogitKD')
+        cfg = dict(type=cfg)
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'Block {block_name!r}: `method` must be a method name or '
+                        f"dict(type=..., ...), got {cfg!r}. Valid methods: {_valid_methods()}.")
+    cfg = copy.deepcopy(dict(cfg))
+    # Methods live in mmkd's registry whatever the runner's default scope is.
+    with DefaultScope.overwrite_default_scope('mmkd'):
+        cls = cfg['type'] if isinstance(cfg['type'], type) else MODELS.get(cfg['type'])
+        if cls is None:
+            raise KeyError(f'Block {block_name!r}: unknown method type {cfg["type"]!r}. '
+                           f'Valid methods: {_valid_methods()}.')
+        if not (isinstance(cls, type) and issubclass(cls, BaseDistillMethod)):
+            raise TypeError(f'Block {block_name!r}: {cls.__name__} is not a distillation '
+                            f'method (mmkd.methods.BaseDistillMethod). Valid methods: '
+                            f'{_valid_methods()}.')
+        accepted = _init_arguments(cls)
+        unknown = sorted(set(cfg) - {'type'} - (accepted or set()))
+        if accepted is not None and unknown:
+            raise TypeError(f'Block {block_name!r}: {cls.__name__} got unknown argument(s) '
+                            f'{unknown}; its arguments are {sorted(accepted)}.')
+        with _in_block(block_name, cls.__name__):
+            return MODELS.build(cfg)
+
+
+
+def _current_iteration() -> Optional[int]:
+    hub = MessageHub.get_current_instance()
+    it = hub.get_info('iter') if hub is not None else None
+    return None if it is None else int(it) + 1  # the log's 1-based count
+
+# ---------------------------------------------------------------------- the model
+@MODELS.register_module()
+class Distiller(BaseModel):
+    """Distil one or several teachers into a student with any number of blocks.
+
+    Args:
+        student (dict | str): the student's model config (e.g. ``{{_base_.model}}``) or the path
+            of a config whose ``model`` is the student (``'mmdet::...'`` or a local file).
+        teacher (dict, optional): one teacher (the shorthand; its points need no name):
+            ``config`` (a path as above; its ``default_scope`` says which package builds it) or
+            ``model`` (a model dict), plus ``checkpoint`` (path or URL, loaded strictly and
+            safely) and optionally ``scope``, ``revise_keys`` (``[(regex, replacement)]``
+            applied to the checkpoint's keys, for weights from another codebase, e.g. timm),
+            ``normalisation``, ``inputs`` and ``stop_early`` (see
+            :mod:`mmkd.distillers.teachers`).
+        teachers (dict, optional): several named teachers, ``name -> dict`` as ``teacher``.
+            Give ``teacher`` or ``teachers``. Blocks name the teacher of each point:
+            ``teacher='det:neck'`` or ``dict(teacher='det', module='neck')``.
+        blocks (dict): ``name -> dict(student=point(s), teacher=point(s), method=cfg,
+            loss_weight=1.0)``; ``method`` is ``dict(type=..., **args)`` or a type name
+            (``'LogitKD'``); ``loss_weight`` a number or a schedule
+            (:mod:`mmkd.distillers.loss_weights`). See :mod:`mmkd.recorders` for point syntax.
+        student_scope (str, optional): registry scope of the student; inferred when None.
+        dry_run_input_shape (tuple, optional): shape of the random batch run through every
+            model at construction to size every method's modules. None: (2, 3, 224, 224);
+            ``tools/train.py`` and ``tools/test.py`` fill it from the config's pipeline when the
+            config does not set it (see :func:`mmkd.utils.infer_dry_run_input_shape`).
+        stop_teacher_early (bool): end each teacher's forward after its deepest recorded
+            module (a teacher's own ``stop_early`` overrides it). Default True.
+        eval_teacher (bool | str): ``predict``/``tensor`` run a teacher instead of the student
+            (``tools/test.py --teacher [NAME]``): True for the only teacher, or a teacher's
+            name. Default False.
+        nonfinite_loss (str): what a NaN/inf loss does in training. ``'raise'`` (default): stop
+            with :class:`NonFiniteError` naming the term, the iteration and whether the inputs
+            and the recorded teacher/student values were finite. ``'skip'``: no optimiser step
+            for that batch (in DDP every rank skips it together); the count is logged as
+            ``nonfinite_skips``.
+        init_student_from (dict, optional): ``dict(teacher=NAME, prefixes=['neck', ...])``:
+            after the student's own initialisation, copy the teacher's weights under those
+            prefixes into the student (strict: every copied key must exist in the student with
+            the same shape), as MGD/FGD do for detection necks and heads. Logged by name.
+        init_cfg (dict, optional): as for any BaseModule.
+
+    Training checkpoints hold only the student and the methods (teachers are reloaded from
+    their own checkpoints).
+    """
+
+    def __init__(self,
+                 student: Union[dict, str],
+                 teacher: Optional[dict] = None,
+                 blocks: Optional[Dict[str, dict]] = None,
+                 teachers: Optional[Dict[str, dict]] = None,
+                 student_scope: Optional[str] = None,
+                 dry_run_input_shape: Optional[Sequence[int]] = None,
+                 stop_teacher_early: bool = True,
+                 eval_teacher: Union[bool, str] = False,
+                 nonfinite_loss: str = 'raise',
+                 init_student_from: Optional[dict] = None,
+                 data_preprocessor=None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if nonfinite_loss not in NONFINITE_POLICIES:
+            raise ValueError(f'nonfinite_loss={nonfinite_loss!r}: valid values are '
+                             f'{list(NONFINITE_POLICIES)}.')
+        self.nonfinite_loss = nonfinite_loss
+        self.nonfinite_skips = 0
+        self._skip_step = False
+        teacher_cfgs = self._teacher_configs(teacher, teachers)
+        self.student = self._build_student(student, student_scope, data_preprocessor)
+        # Building the teachers and the methods and the dry run draw random numbers; the torch
+        # generator is put back to this point at the end, so the student's init_weights() (run
+        # by the Runner after the build) draws what it draws in a plain student run with the
+        # same seed: baseline and distilled students start from the same weights.
+        rng_after_student = torch.get_rng_state()
+        # The batch is prepared by the student's preprocessor; each teacher gets its own view.
+        self.data_preprocessor = self.student.data_preprocessor
+        distributed = torch_dist.is_available() and torch_dist.is_initialized()
+        if not distributed:
+            # SyncBN (common in mmseg configs) cannot run in a single CPU process; with one
+            # process it is plain BN anyway.
+            self.student = revert_sync_batchnorm(self.student)
+        self._teachers: Dict[str, Teacher] = {}
+        for name, cfg in teacher_cfgs.items():
+            t = self._build_teacher(name, cfg, shorthand=teacher is not None)
+            if not distributed:
+                t.model = revert_sync_batchnorm(t.model)
+            # Frozen for good: no grad, eval mode (BN statistics and dropout fixed), and kept
+            # out of the module tree (see the module docstring).
+            t.model.requires_grad_(False)
+            t.model.eval()
+            t.log_view()
+            self._teachers[name] = t
+        self._frozen = {name: t.model for name, t in self._teachers.items()}
+        self.stop_teacher_early = stop_teacher_early
+        self.eval_teacher = eval_teacher
+        self._eval_teacher_name()  # fails now on a wrong name
+
+        self._build_blocks(blocks)
+        self.student_recorder = ModuleRecorder(
+            self.student, [p for b in self.blocks.values() for p in b.student_points],
+            'student')
+        for name, t in self._teachers.items():
+            t.recorder = ModuleRecorder(
+                t.model, [p for b in self.blocks.values() for n, p in b.teacher_points
+                          if n == name], self._teacher_desc(name))
+        self.dry_run_input_shape = tuple(dry_run_input_shape or DEFAULT_DRY_RUN_INPUT_SHAPE)
+        self._dry_run(self.dry_run_input_shape)
+        self._shapes_checked = False
+        self.init_student_from = self._check_init_student_from(init_student_from)
+        torch.set_rng_state(rng_after_student)
+
+    # ------------------------------------------------------------------ teachers
+    @property
+    def teachers(self) -> Dict[str, nn.Module]:
+        """The frozen teacher models by name (not submodules: see the module docstring)."""
+        return dict(self._frozen)
+
+    @property
+    def teacher(self) -> nn.Module:
+        """The only teacher; with several, name one: ``distiller.teachers['det']``."""
+        return self._frozen[self._sole_teacher('teacher')]
+
+    @property
+    def teacher_recorder(self) -> ModuleRecorder:
+        return self._teachers[self._sole_teacher('teacher_recorder')].recorder
+
+    @property
+    def teacher_scope(self) -> str:
+        return self._teachers[self._sole_teacher('teacher_scope')].scope
+
+    @property
+    def teacher_checkpoint(self) -> str:
+        return self._teachers[self._sole_teacher('teacher_checkpoint')].checkpoint
+
+    def teacher_info(self, name: str) -> Teacher:
+        """Model, scope, checkpoint, recorder and input view of the teacher ``name``."""
+        if name not in self._teachers:
+            raise KeyError(f'Unknown teacher {name!r}; the teachers are '
+                           f'{list(self._teachers)}.')
+        return self._teachers[name]
+
+    def _sole_teacher(self, what: str) -> str:
+        if len(self._teachers) != 1:
+            # Not AttributeError: nn.Module.__getattr__ would replace the message.
+            raise RuntimeError(f'`{what}` is for a distiller with one teacher; this one has '
+                                 f'{list(self._teachers)}: use teachers[NAME] or '
+                                 'teacher_info(NAME).')
+        return next(iter(self._teachers))
+
+    def _teacher_desc(self, name: str) -> str:
+        return 'teacher' if list(self._teachers) == [SOLE_TEACHER] else f'teacher {name!r}'
+
+    def _eval_teacher_name(self) -> Optional[str]:
+        value = self.eval_teacher
+        if value is False or value is None:
+            return None
+        if value is True:
+            if len(self._teachers) > 1:
+                raise ValueError(f'eval_teacher=True is ambiguous with several teachers: give '
+                                 f'a name, one of {list(self._teachers)}.')
+            return next(iter(self._teachers))
+        if value not in self._teachers:
+            raise KeyError(f'eval_teacher={value!r}: unknown teacher; the teachers are '
+                           f'{list(self._teachers)}.')
+        return value
+
+    def _apply(self, fn, recurse=True):
+        # .to()/.cuda()/.half() reach the teachers although they are not submodules.
+        super()._apply(fn, recurse)
+        if recurse:
+            for model in getattr(self, '_frozen', {}).values():
+                model._apply(fn)
+        return self
+
+    def extra_repr(self) -> str:
+        return '\n'.join(f'({self._teacher_desc(n)}): {type(t.model).__name__} from '
+                         f'{t.checkpoint!r} (frozen, not a submodule)'
+                         for n, t in self._teachers.items())
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _teacher_configs(teacher, teachers) -> Dict[str, dict]:
+        if (teacher is None) == (teachers is None):
+            raise KeyError('Give exactly one of `teacher` (one teacher: dict(config=..., '
+                           'checkpoint=...)) or `teachers` (several: name -> dict(config=..., '
+                           'checkpoint=...)).')
+        if teacher is not None:
+            if not isinstance(teacher, dict):
+                raise TypeError('`teacher` must be a dict(config=<path>, checkpoint=<path or '
+                                f'url>), got {teacher!r}.')
+            return {SOLE_TEACHER: teacher}
+        if not isinstance(teachers, dict) or not teachers:
+            raise TypeError('`teachers` must be a non-empty dict: name -> dict(config=..., '
+                            f'checkpoint=...), got {teachers!r}.')
+        for name, cfg in teachers.items():
+            if not isinstance(name, str) or not _TEACHER_NAME.match(name):
+                raise ValueError(f'Teacher name {name!r}: use a Python identifier (letters, '
+                                 'digits, _), since blocks write it as "<name>:<point>".')
+            if not isinstance(cfg, dict):
+                raise TypeError(f'Teacher {name!r} must be a dict(config=<path>, '
+                                f'checkpoint=<path or url>), got {cfg!r}.')
+        return dict(teachers)
+
+    def _build_student(self, student, scope, data_preprocessor):
+        if isinstance(student, str):
+            cfg, file_scope = load_model_config(student)
+            scope = scope or file_scope
+        else:
+            cfg = student
+        cfg = copy.deepcopy(cfg)
+        # The Runner hands the config's top-level `data_preprocessor` (mmpretrain keeps it
+        # there) to the outermost model, i.e. the distiller: it belongs to the student.
+        if data_preprocessor is not None and cfg.get('data_preprocessor') is None:
+            cfg['data_preprocessor'] = data_preprocessor
+        self.student_scope = infer_model_scope(cfg, scope)
+        return build_model_in_scope(cfg, self.student_scope)
+
+    def _build_teacher(self, name: str, teacher: dict, shorthand: bool) -> Teacher:
+        where = 'teacher' if shorthand else f'teachers.{name}'
+        unknown = set(teacher) - set(TEACHER_KEYS)
+        if unknown:
+            raise KeyError(f'{where}: unknown keys {sorted(unknown)}; valid keys are '
+                           f'{list(TEACHER_KEYS)}.')
+        if ('config' in teacher) == ('model' in teacher):
+            raise KeyError(f'{where}: give exactly one of `config` (a config path) or `model` '
+                           '(a model dict).')
+        if 'checkpoint' not in teacher:
+            raise KeyError(f'{where}: `checkpoint` (path or URL of the trained teacher) is '
+                           'required.')
+        inputs = teacher.get('inputs', 'inputs')
+        if not isinstance(inputs, str) or not inputs:
+            raise TypeError(f"{where}: inputs must be 'inputs' (the student's batch) or the "
+                            f'name of a data-sample field, got {inputs!r}.')
+        source = teacher.get('config', teacher.get('model'))
+        cfg, file_scope = load_model_config(source)
+        cfg = without_pretrained(cfg)  # all teacher weights come from its checkpoint
+        scope = infer_model_scope(cfg, teacher.get('scope') or file_scope)
+        model = build_model_in_scope(cfg, scope)
+        label = source if isinstance(source, str) else cfg.get('type')
+        desc = f'teacher ({label})' if shorthand else f'teacher {name!r} ({label})'
+        load_checkpoint_strict(model, teacher['checkpoint'], desc,
+                               revise_keys=teacher.get('revise_keys', ()))
+        normalisation = teacher.get('normalisation')
+        if normalisation is None and cfg.get('data_preprocessor') is None:
+            # A config without a data_preprocessor (a bare model config, as for timm teachers)
+            # says nothing about what the teacher was trained on: the default preprocessor
+            # would not normalise at all, so the teacher keeps the student's batch.
+            normalisation = 'student'
+        view = TeacherView(
+            Normalisation.of_preprocessor(self.student.data_preprocessor),
+            parse_normalisation(normalisation, model, where), inputs, desc)
+        return Teacher(name, model, scope, teacher['checkpoint'], str(label), view,
+                       teacher.get('stop_early'))
+
+    def _build_blocks(self, blocks):
+        if not isinstance(blocks, dict) or not blocks:
+            raise ValueError('`blocks` must be a non-empty dict: name -> dict(student=..., '
+                             'teacher=..., method=dict(type=...), loss_weight=...).')
+        names = list(self._teachers)
+        self.blocks: Dict[str, DistillBlock] = {}
+        methods = {}
+        for name, cfg in blocks.items():
+            if not isinstance(cfg, dict):
+                raise TypeError(f'Block {name!r}: a block is a dict(student=..., teacher=..., '
+                                f'method=..., loss_weight=...), got {cfg!r}.')
+            unknown = set(cfg) - set(BLOCK_KEYS)
+            missing = {'student', 'teacher', 'method'} - set(cfg)
+            if unknown or missing:
+                raise KeyError(f'Block {name!r}: unknown keys {sorted(unknown)}, missing keys '
+                               f'{sorted(missing)}; valid keys are {list(BLOCK_KEYS)}.')
+            loss_weight = build_loss_weight(cfg.get('loss_weight', 1.0), name)
+            methods[name] = _build_method(cfg['method'], name)
+            teacher_points = []
+            multi = isinstance(cfg['teacher'], (list, tuple))
+            for tname, spec in group_teacher_points(cfg['teacher'], names, name):
+                expanded = expand_points(spec, self._frozen[tname],
+                                         f'{self._teacher_desc(tname)} (block {name!r})')
+                multi = multi or isinstance(expanded, list)
+                teacher_points += [(tname, p) for p in
+                                   (expanded if isinstance(expanded, list) else [expanded])]
+            block = DistillBlock(
+                name, expand_points(cfg['student'], self.student, f'student (block {name!r})'),
+                teacher_points, multi, methods[name], loss_weight)
+            for point in block.student_points:  # fail here, naming the block, on a wrong name
+                find_module(self.student, point.module, f'student (block {name!r})')
+            for tname, point in block.teacher_points:
+                find_module(self._frozen[tname], point.module,
+                            f'{self._teacher_desc(tname)} (block {name!r})')
+            self.blocks[name] = block
+        self.methods = nn.ModuleDict(methods)
+        unread = [n for n in names if not any(n in b.teacher_names
+                                              for b in self.blocks.values())]
+        if unread:
+            raise ValueError(f'Teacher(s) {unread} are read by no block: every teacher must '
+                             'feed at least one block (name it in a teacher point, e.g. '
+                             f'{unread[0] + ":neck"!r}), or remove it.')
+
+    def _check_init_student_from(self, spec) -> Optional[dict]:
+        """Check ``init_student_from`` now (names, prefixes, shapes); the copy itself happens
+        in :meth:`init_weights`, after the student's own initialisation."""
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or set(spec) != {'teacher', 'prefixes'}:
+            raise KeyError('init_student_from must be dict(teacher=NAME, prefixes=[...]), got '
+                           f'{spec!r}.')
+        name = spec['teacher']
+        if name not in self._teachers:
+            raise KeyError(f'init_student_from: unknown teacher {name!r}; the teachers are '
+                           f'{list(self._teachers)}.')
+        prefixes = spec['prefixes']
+        if isinstance(prefixes, str) or not prefixes or not all(
+                isinstance(p, str) and p for p in prefixes):
+            raise TypeError('init_student_from.prefixes must be a non-empty list of module '
+                            f"names (e.g. ['neck', 'bbox_head']), got {prefixes!r}.")
+        self._copy_plan(name, prefixes)  # raises on a missing prefix or a shape mismatch
+        return dict(teacher=name, prefixes=list(prefixes))
+
+    def _copy_plan(self, name: str, prefixes) -> Dict[str, torch.Tensor]:
+        teacher_state = self._frozen[name].state_dict()
+        student_state = self.student.state_dict()
+        plan = {}
+        for prefix in prefixes:
+            keys = [k for k in teacher_state if k == prefix or k.startswith(prefix + '.')]
+            if not keys:
+                top = sorted({k.split('.')[0] for k in teacher_state})
+                raise KeyError(f'init_student_from: the teacher {name!r} has no weights under '
+                               f'{prefix!r}; its top-level modules are {top}.')
+            absent = [k for k in keys if k not in student_state]
+            shaped = [f'{k}: teacher {tuple(teacher_state[k].shape)} vs student '
+                      f'{tuple(student_state[k].shape)}' for k in keys
+                      if k in student_state and teacher_state[k].shape != student_state[k].shape]
+            if absent or shaped:
+                raise ValueError(
+                    f'init_student_from {prefix!r}: the student cannot take the teacher '
+                    f'{name!r}\'s weights: {len(absent)} key(s) it lacks {absent[:5]}, '
+                    f'{len(shaped)} of another shape {shaped[:5]}.')
+            plan.update({k: teacher_state[k] for k in keys})
+        return plan
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_student_from is None:
+            return
+        name, prefixes = self.init_student_from['teacher'], self.init_student_from['prefixes']
+        plan = self._copy_plan(name, prefixes)
+        with torch.no_grad():
+            student_state = self.student.state_dict()
+            for key, value in plan.items():
+                student_state[key].copy_(value)
+        print_log(f'init_student_from: copied {len(plan)} tensors under {prefixes} from the '
+                  f'{self._teachers[name].desc} into the student.', logger='current',
+                  level=logging.INFO)
+
+    def _blocks_using(self, point: RecordPoint, teacher: Optional[str] = None) -> List[str]:
+        """Blocks that read ``point`` in the student (``teacher=None``) or in a teacher."""
+        return [n for n, b in self.blocks.items()
+                if (point in b.student_points if teacher is None
+                    else (teacher, point) in b.teacher_points)]
+
+    def _models(self):
+        """(teacher name or None for the student, description, model, recorder)."""
+        yield None, 'student', self.student, self.student_recorder
+        for name, t in self._teachers.items():
+            yield name, self._teacher_desc(name), t.model, t.recorder
+
+    @torch.no_grad()
+    def _dry_run(self, input_shape):
+        """Run every model once on random input: size every method, find where each teacher
+        forward can stop, and check that every recorded value is usable."""
+        modes = {m: m.training for m in self.modules()}
+        self.student.eval()
+        inputs = torch.randn(*input_shape)
+        try:
+            for name, desc, model, recorder in self._models():
+                view = inputs if name is None else self._teachers[name].view(inputs, None)
+                try:
+                    self._record(recorder, model, view, dry_run=True)
+                except RecordPointError as e:
+                    point = next(p for p, err in recorder.errors.items() if err is e)
+                    raise _rebuild_error(
+                        e, f'Block {", ".join(map(repr, self._blocks_using(point, name)))} '
+                        f'({type(model).__name__}): {e}') from e
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        for t in self._teachers.values():
+            order = t.recorder.call_order
+            stop = self.stop_teacher_early if t.stop_early is None else t.stop_early
+            t.recorder.stop_after(order[-1] if stop else None, order.count(order[-1]))
+        for name, block in self.blocks.items():
+            for point in block.student_points:
+                self._check_dry_run_value(name, None, point)
+            for tname, point in block.teacher_points:
+                self._check_dry_run_value(name, tname, point)
+            values = dict(student=block.student_value(self.student_recorder),
+                          teacher=block.teacher_value(self._teachers))
+            with _in_block(name, block.method_type):
+                block.method.build(values['student'], values['teacher'])
+            block.built_signature = {k: _signature(v) for k, v in values.items()}
+            block.built_shapes = {k: _shapes(v) for k, v in values.items()}
+        self._clear_records()
+
+    def _clear_records(self):
+        self.student_recorder.data = {}
+        for t in self._teachers.values():
+            t.recorder.data = {}
+
+    def _check_dry_run_value(self, block: str, teacher: Optional[str], point: RecordPoint):
+        if teacher is None:
+            model, recorder, side = self.student, self.student_recorder, 'student'
+        else:
+            t = self._teachers[teacher]
+            model, recorder, side = t.model, t.recorder, self._teacher_desc(teacher)
+        where = f'Block {block!r}: the {side} ({type(model).__name__}) at {str(point)!r}'
+        value = recorder.get(point)
+        tensors = _tensors(value)
+        if not tensors:
+            raise ValueError(
+                where + f' gives no tensor ({type(value).__name__}'
+                f'{" of length 0" if isinstance(value, (tuple, list)) else ""}); record '
+                'a module whose output (or input, "@input") is a tensor or tuple of tensors.')
+        for i, x in enumerate(tensors):
+            if x.is_floating_point() and not torch.isfinite(x).all():
+                kind = 'NaN' if torch.isnan(x).any() else 'inf'
+                cause = (f'the teacher\'s weights or buffers ({t.checkpoint!r})'
+                         if teacher is not None else 'the student\'s initial weights')
+                raise NonFiniteError(
+                    where + f' gives {kind} values'
+                    f'{f" (level {i})" if len(tensors) > 1 else ""} in the dry run on a '
+                    f'finite random batch of shape {self.dry_run_input_shape}: {cause} '
+                    'produce non-finite activations.')
+
+    @staticmethod
+    def _record(recorder, model, inputs, data_samples=None, dry_run=False):
+        """Forward ``model`` in tensor mode with ``recorder`` on (values land in the recorder).
+
+        The dry run goes all the way: where to stop early is found from it. It has no data
+        samples, which some models need after the recorded modules (a two-stage detector's RPN
+        needs image metas): an error raised once every point has been recorded is ignored,
+        unless a record point itself failed (a wrong index).
+        """
+        if dry_run:
+            recorder.stop_after(None)
+        recorder.start()
+        try:
+            model(inputs, data_samples, mode='tensor')
+        except StopForward:
+            pass
+        except Exception:
+            recorder.enabled = False
+            if recorder.errors:
+                raise next(iter(recorder.errors.values()))
+            missing = [str(p) for p in recorder.points if p not in recorder.data]
+            if not dry_run or missing:
+                raise
+        recorder.finish()
+
+    def record_teachers(self, inputs, data_samples=None):
+        """Run every teacher on its view of the batch (no grad); values land in
+        ``teacher_info(name).recorder.data``."""
+        with torch.no_grad():
+            for t in self._teachers.values():
+                self._record(t.recorder, t.model, t.view(inputs, data_samples), data_samples)
+
+    # ------------------------------------------------------------------ modes
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode in ('predict', 'tensor'):
+            name = self._eval_teacher_name()
+            if name is None:
+                return self.student(inputs, data_samples, mode=mode)
+            t = self._teachers[name]
+            return t.model(t.view(inputs, data_samples), data_samples, mode=mode)
+        raise RuntimeError(f'Invalid mode {mode!r}: only "loss", "predict" and "tensor" are '
+                           'supported.')
+
+    def loss(self, inputs, data_samples) -> Dict[str, torch.Tensor]:
+        self.record_teachers(inputs, data_samples)
+
+        self.student_recorder.start()
+        try:
+            student_losses = self.student(inputs, data_samples, mode='loss')
+        except Exception:
+            self.student_recorder.enabled = False
+            raise
+        self.student_recorder.finish()
+
+        losses = {f'student.{k}': v for k, v in student_losses.items()}
+        values = {name: (block.student_value(self.student_recorder),
+                         block.teacher_value(self._teachers))
+                  for name, block in self.blocks.items()}
+        if not self._shapes_checked:
+            self._check_shapes_as_built(values)
+            self._shapes_checked = True
+        for name, block in self.blocks.items():
+            s, t = values[name]
+            weight = block.loss_weight.current()
+            for k, v in block.method(s, t, data_samples).items():
+                # Keys without 'loss' are diagnostics: logged, not optimised, not weighted.
+                losses[f'distill.{name}.{k}'] = v * weight if 'loss' in k else v
+            if block.loss_weight.scheduled:
+                losses[f'distill.{name}.weight'] = torch.tensor(weight)
+        self._skip_step = self._check_finite_losses(losses, inputs)
+        # Release recorded tensors (and their graphs) once the losses hold what they need.
+        self._clear_records()
+        return losses
+
+    def _check_shapes_as_built(self, values):
+        """On the first real batch: each block's values must have the rank and channels the
+        method was built for in the dry run (a too-small dry run builds the wrong branch)."""
+        for name, block in self.blocks.items():
+            got = dict(zip(('student', 'teacher'), values[name]))
+            for side in ('student', 'teacher'):
+                if _signature(got[side]) != block.built_signature[side]:
+                    raise ValueError(
+                        f'Block {name!r} ({block.method_type}): the {side} values have shapes '
+                        f'{_shapes(got[side])} in training, but the method was built for '
+                        f'{block.built_shapes[side]} by the dry run '
+                        f'(dry_run_input_shape={self.dry_run_input_shape}): the number of '
+                        'levels, the rank, the channels or a size-1 dimension differ. Set '
+                        'model.dry_run_input_shape to the shape of a real batch.')
+
+    # ------------------------------------------------------------------ non-finite losses
+    def _check_finite_losses(self, losses, inputs) -> bool:
+        """Apply the ``nonfinite_loss`` policy; True when this step must be skipped."""
+        terms = [(k, v) for k, v in losses.items()
+                 if 'loss' in k and isinstance(v, torch.Tensor)]
+        if not terms:
+            return False
+        bad = torch.stack([~torch.isfinite(v.detach()).all() for _, v in terms]).any()
+        if self.nonfinite_loss == 'skip' and torch_dist.is_available() and \
+                torch_dist.is_initialized():
+            # Every rank must skip the same step, or DDP's gradient all-reduce would hang.
+            flag = bad.to(torch.float32).reshape(1)
+            torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+            bad = flag[0] > 0
+        if not bad.item():
+            return False
+        message = self._describe_nonfinite(terms, inputs)
+        if self.nonfinite_loss == 'raise':
+            raise NonFiniteError(message + " Policy nonfinite_loss='raise' (set "
+                                 "model.nonfinite_loss='skip' to skip such steps instead).")
+        self.nonfinite_skips += 1
+        print_log(message + f" Policy nonfinite_loss='skip': no optimiser step for this batch "
+                  f'({self.nonfinite_skips} skipped so far).', logger='current', level=logging.WARNING)
+        return True
+
+    def _describe_nonfinite(self, terms, inputs) -> str:
+        def state(t):
+            return 'NaN' if torch.isnan(t).any() else 'inf'
+        bad_terms = [f'{k} = {state(v)}' for k, v in terms if not torch.isfinite(v).all()]
+        iteration = _current_iteration()
+        where = f'at iteration {iteration}' if iteration is not None else 'in this step'
+        if not bad_terms:
+            return f'Non-finite loss on another rank {where}: skipped on every rank.'
+        parts = [f'Non-finite loss {where}: {", ".join(bad_terms)}.']
+        if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
+            parts.append('Input batch: ' + ('finite.' if torch.isfinite(inputs).all() else
+                                             f'contains {state(inputs)} values.'))
+        for _, side, _, recorder in self._models():
+            bad = [str(p) for p, calls in recorder.data.items()
+                   if any(not torch.isfinite(t).all() for t in _tensors(calls)
+                          if t.is_floating_point())]
+            parts.append(f"The {side}'s recorded values: " + (
+                f'non-finite at {bad}.' if bad else 'all finite.'))
+        return ' '.join(parts)
+
+    def train_step(self, data, optim_wrapper):
+        return distiller_train_step(self, self, data, optim_wrapper)
+
+def distiller_train_step(model, distiller: Distiller, data, optim_wrapper,
+                         after_update=None):
+    """MMEngine's train step (``model`` is the distiller or its DDP wrapper), except that a
+    step the ``nonfinite_loss='skip'`` policy rejects leaves no trace: no backward, no
+    optimiser update, buffers (BN running statistics, which the forward already updated with
+    the bad batch) put back, and its non-finite values left out of the log."""
+    buffers = list(distiller.buffers()) if distiller.nonfinite_loss == 'skip' else []
+    saved = [b.detach().clone() for b in buffers]
+    with optim_wrapper.optim_context(model):
+        data = distiller.data_preprocessor(data, True)
+        losses = model._run_forward(data, mode='loss')
+    parsed_loss, log_vars = distiller.parse_losses(losses)
+    if distiller._skip_step:
+        distiller._skip_step = False
+        optim_wrapper.zero_grad()
+        with torch.no_grad():
+            for buffer, value in zip(buffers, saved):
+                buffer.copy_(value)
+        log_vars = {k: v for k, v in log_vars.items() if torch.isfinite(v).all()}
+    else:
+        optim_wrapper.update_params(parsed_loss)
+        if after_update is not None:
+            after_update(parsed_loss)
+    if distiller.nonfinite_loss == 'skip':
+        log_vars['nonfinite_skips'] = torch.tensor(float(distiller.nonfinite_skips))
+    return log_vars
+
+
+# Configs and code written for the one-teacher distiller keep working under its old name.
+SingleTeacherDistiller = Distiller
+MODELS.register_module(name='SingleTeacherDistiller', module=Distiller)

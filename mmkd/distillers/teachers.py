@@ -1,0 +1,258 @@
+"""The distiller's teachers: each built in its own package scope, frozen, with its own view of
+the batch.
+
+A teacher is declared as ``dict(config=... | model=..., checkpoint=..., [scope, revise_keys,
+normalisation, inputs, stop_early])``. What it is fed::
+
+    student batch (N, 3, H, W), normalised by the student's data_preprocessor
+      inputs='inputs'   -> re-normalised for the teacher:
+                           x_t = (flip(x_s * std_s + mean_s) - mean_t) / std_t,
+                           padded borders set to the teacher's pad value
+      inputs='<field>'  -> data_samples[i].<field> (C, H', W') raw images stacked, then
+                           x_t = (flip(raw) - mean_t) / std_t   (a privileged input, e.g. a
+                           reference image the student never sees)
+
+``normalisation`` says which mean/std/channel order the teacher expects: ``None`` (default) reads
+them from the teacher's own ``data_preprocessor`` (its config's, like any OpenMMLab model; a
+config that declares none, e.g. a bare timm-backbone model config, keeps the student's batch),
+``'student'`` feeds the student's batch unchanged, a dict ``dict(mean=[...], std=[...],
+bgr_to_rgb=False)`` states them. When student and teacher normalise alike the batch is passed
+through untouched (bit-identical to a one-teacher run of earlier versions).
+
+Channel order follows OpenMMLab: images are loaded BGR, a preprocessor with ``bgr_to_rgb``
+(``to_rgb`` in mmpretrain) flips them to RGB *before* normalising, and its mean/std are given in
+the flipped order.
+"""
+import logging
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+
+TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope', 'revise_keys', 'normalisation',
+                'inputs', 'stop_early')
+
+
+class Normalisation:
+    """Mean and std (``None``: no normalisation) and whether BGR is flipped to RGB first.
+
+    Args:
+        mean, std (sequence | tensor, optional): per channel, in the order after the flip.
+        flip_channels (bool): reverse the channel order of the raw image before normalising.
+        pad_value (float): value of padded borders *after* normalisation (OpenMMLab pads the
+            normalised batch).
+    """
+
+    def __init__(self, mean=None, std=None, flip_channels=False, pad_value=0.0):
+        if (mean is None) != (std is None):
+            raise ValueError('normalisation: give both mean and std, or neither.')
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32).flatten()
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32).flatten()
+        if self.std is not None and not (self.std > 0).all():
+            raise ValueError(f'normalisation: std must be positive, got {self.std.tolist()}.')
+        self.flip_channels = bool(flip_channels)
+        self.pad_value = float(pad_value)
+
+    @classmethod
+    def of_preprocessor(cls, preprocessor) -> Optional['Normalisation']:
+        """What an OpenMMLab image data preprocessor (mmengine, mmdet, mmseg, mmpretrain)
+        does; None when ``preprocessor`` is not one."""
+        enabled = getattr(preprocessor, '_enable_normalize', None)
+        if enabled is None:
+            return None
+        # mmengine/mmdet, mmseg and mmpretrain name the channel flip and pad value differently.
+        flip = any(getattr(preprocessor, name, False)
+                   for name in ('_channel_conversion', 'channel_conversion', 'to_rgb'))
+        pad = next((getattr(preprocessor, n) for n in ('pad_value', 'pad_val')
+                    if isinstance(getattr(preprocessor, n, None), (int, float))), 0.0)
+        mean, std = (getattr(preprocessor, 'mean', None), getattr(preprocessor, 'std', None))
+        if not enabled or mean is None:
+            mean = std = None
+        return cls(mean, std, flip, pad)
+
+    def same_as(self, other: 'Normalisation') -> bool:
+        def equal(a, b):
+            return (a is None and b is None) or (
+                a is not None and b is not None and a.shape == b.shape and torch.equal(a, b))
+        return (self.flip_channels == other.flip_channels and equal(self.mean, other.mean)
+                and equal(self.std, other.std))
+
+    def describe(self) -> dict:
+        def values(t):
+            return None if t is None else [round(float(v), 4) for v in t]
+        return dict(mean=values(self.mean), std=values(self.std),
+                    flip_channels=self.flip_channels)
+
+    def _stats(self, x: torch.Tensor):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (self.mean.to(x.device, x.dtype).view(shape),
+                self.std.to(x.device, x.dtype).view(shape))
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` for ``x`` already in this normalisation's channel order."""
+        if self.mean is None:
+            return x
+        mean, std = self._stats(x)
+        return (x - mean) / std
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw images (N, C, ...) in the loaded channel order -> this normalisation."""
+        x = raw if raw.is_floating_point() else raw.float()
+        return self.scale(x.flip(1) if self.flip_channels else x)
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`normalise` up to the flip: values in this normalisation's
+        channel order (flipped if it flips), unnormalised."""
+        if self.mean is None:
+            return x
+        mean, std = self._stats(x)
+        return x * std + mean
+
+
+def _check_channels(norm: Normalisation, x: torch.Tensor, who: str):
+    if norm.mean is not None and x.dim() > 1 and norm.mean.numel() not in (1, x.shape[1]):
+        raise ValueError(f'{who}: normalisation has {norm.mean.numel()} channels but the batch '
+                         f'has {x.shape[1]} (shape {tuple(x.shape)}).')
+
+
+class TeacherView:
+    """Turns the student's batch into what one teacher is fed (see the module docstring).
+
+    Args:
+        student (Normalisation | None): the student's preprocessor (None: not an image
+            preprocessor, the batch passes through unchanged).
+        teacher (Normalisation | None): the teacher's; None feeds the student's batch.
+        inputs (str): ``'inputs'`` or the name of a data-sample field holding a raw image.
+        who (str): the teacher, for error messages.
+    """
+
+    def __init__(self, student: Optional[Normalisation], teacher: Optional[Normalisation],
+                 inputs: str = 'inputs', who: str = 'teacher'):
+        self.student, self.teacher, self.inputs, self.who = student, teacher, inputs, who
+        self.identity = inputs == 'inputs' and (
+            teacher is None or student is None or teacher.same_as(student))
+
+    def __call__(self, inputs, data_samples=None):
+        if self.inputs != 'inputs':
+            return self._field(inputs, data_samples)
+        if self.identity or not isinstance(inputs, torch.Tensor):
+            return inputs
+        _check_channels(self.student, inputs, f'{self.who} (student batch)')
+        raw = self.student.denormalise(inputs)  # student's channel order
+        if self.student.flip_channels != self.teacher.flip_channels:
+            raw = raw.flip(1)  # now in the order the teacher's mean/std are given in
+        return self._restore_padding(self.teacher.scale(raw), data_samples)
+
+    def _restore_padding(self, x: torch.Tensor, data_samples):
+        """Borders the student's preprocessor padded get the teacher's pad value, as the
+        teacher's own preprocessor would give them (OpenMMLab pads after normalising)."""
+        if x.dim() != 4 or not data_samples:
+            return x
+        height, width = x.shape[-2:]
+        for i, sample in enumerate(data_samples):
+            shape = getattr(sample, 'metainfo', {}).get('img_shape')
+            if shape is None:
+                continue
+            h, w = int(shape[0]), int(shape[1])
+            if h < height:
+                x[i, :, h:, :] = self.teacher.pad_value
+            if w < width:
+                x[i, :, :, w:] = self.teacher.pad_value
+        return x
+
+    def _field(self, inputs, data_samples):
+        if not data_samples:
+            # The dry run has no data samples: a random image of the student's batch shape.
+            if isinstance(inputs, torch.Tensor):
+                return self.teacher.normalise(inputs) if self.teacher else inputs
+            raise ValueError(f'{self.who} reads data_samples[i].{self.inputs}, but this batch '
+                             'has no data samples.')
+        missing = [i for i, s in enumerate(data_samples) if self.inputs not in s]
+        if missing:
+            raise KeyError(
+                f'{self.who} reads its input from the data samples\' field {self.inputs!r}, '
+                f'which samples {missing[:5]} lack: the dataset pipeline must add it (e.g. '
+                f"dict(type='mmkd.PackImageField', keys=[{self.inputs!r}], pack=<the Pack* "
+                'transform>); see docs/multi_teacher.md).')
+        images = [torch.as_tensor(getattr(s, self.inputs)) for s in data_samples]
+        shapes = {tuple(t.shape) for t in images}
+        if len(shapes) > 1:
+            raise ValueError(f'{self.who}: the {self.inputs!r} images of one batch must have '
+                             f'one shape to be stacked, got {sorted(shapes)}.')
+        raw = torch.stack(images)
+        if isinstance(inputs, torch.Tensor):
+            raw = raw.to(inputs.device)
+        out = self.teacher.normalise(raw) if self.teacher else raw.float()
+        if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
+            out = out.to(inputs.dtype)
+        return out
+
+
+def parse_normalisation(spec, teacher_model, who: str) -> Optional[Normalisation]:
+    """A teacher's ``normalisation`` key -> Normalisation (None: the student's batch as is)."""
+    if spec is None:
+        return Normalisation.of_preprocessor(getattr(teacher_model, 'data_preprocessor', None))
+    if spec == 'student':
+        return None
+    if isinstance(spec, dict):
+        unknown = set(spec) - {'mean', 'std', 'bgr_to_rgb', 'pad_value'}
+        if unknown:
+            raise KeyError(f'{who}: normalisation got unknown keys {sorted(unknown)}; valid '
+                           "keys are ['mean', 'std', 'bgr_to_rgb', 'pad_value'].")
+        return Normalisation(spec.get('mean'), spec.get('std'), spec.get('bgr_to_rgb', False),
+                             spec.get('pad_value', 0.0))
+    raise ValueError(f"{who}: normalisation must be None (the teacher config's "
+                     "data_preprocessor), 'student' (the student's batch as is) or "
+                     f'dict(mean=..., std=..., bgr_to_rgb=...), got {spec!r}.')
+
+
+class Teacher:
+    """One frozen teacher: its model (kept out of the distiller's module tree), where its
+    weights came from, its recorder and how it sees the batch."""
+
+    def __init__(self, name: str, model, scope: str, checkpoint: str, source: str,
+                 view: TeacherView, stop_early: Optional[bool] = None):
+        self.name, self.model, self.scope = name, model, scope
+        self.checkpoint, self.source, self.view = checkpoint, source, view
+        self.stop_early = stop_early
+        self.recorder = None  # set once the blocks are known
+        self.desc = f'teacher {name!r} ({source})'
+
+    def log_view(self):
+        view = self.view
+        if view.inputs != 'inputs':
+            print_log(f'The {self.desc} is fed data_samples[i].{view.inputs}, normalised with '
+                      f'{view.teacher.describe() if view.teacher else "nothing"}.',
+                      logger='current', level=logging.INFO)
+        elif not view.identity:
+            print_log(f'The {self.desc} is fed the batch re-normalised from the student\'s '
+                      f'{view.student.describe()} to its own {view.teacher.describe()}.',
+                      logger='current', level=logging.INFO)
+
+
+def split_teacher_point(spec, teacher_names: Sequence[str], block: str):
+    """``'det:neck'`` -> ('det', 'neck'); ``dict(teacher='det', module=...)`` -> ('det',
+    dict(module=...)); an unprefixed point belongs to the only teacher."""
+    if isinstance(spec, str) and ':' in spec:
+        name, point = spec.split(':', 1)
+        name = name.strip()
+    elif isinstance(spec, dict) and 'teacher' in spec:
+        point = {k: v for k, v in spec.items() if k != 'teacher'}
+        name = spec['teacher']
+    else:
+        if len(teacher_names) > 1:
+            raise ValueError(f'Block {block!r}: teacher point {spec!r} does not say which '
+                             f'teacher it reads; with several teachers write '
+                             f'"<teacher>:<point>" (e.g. {teacher_names[0] + ":neck"!r}). '
+                             f'Teachers: {list(teacher_names)}.')
+        return teacher_names[0], spec
+    if name not in teacher_names:
+        raise KeyError(f'Block {block!r}: unknown teacher {name!r} in point {spec!r}; the '
+                       f'teachers are {list(teacher_names)}.')
+    return name, point
+
+
+def group_teacher_points(spec, teacher_names: Sequence[str], block: str) -> List[tuple]:
+    """A block's ``teacher`` spec (a point or a list) -> [(teacher name, point spec)]."""
+    specs = spec if isinstance(spec, (list, tuple)) else [spec]
+    return [split_teacher_point(s, teacher_names, block) for s in specs]
