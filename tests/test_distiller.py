@@ -60,9 +60,9 @@ def test_teacher_runs_only_as_deep_as_needed(teacher_ckpts):
     losses = d(*batch(), mode='loss')
     assert calls == {'layer4': 0, 'head': 0}
     assert 'distill.feat.loss_mse' in losses
-    # The projector was sized by the dry run: layer3 is 16 channels (student) vs 128 (teacher).
+    # The projector was sized by the dry run: layer3 is 16 channels (student) vs 64 (teacher).
     conv = d.methods['feat'].connectors[0]
-    assert (conv.in_channels, conv.out_channels) == (16, 128)
+    assert (conv.in_channels, conv.out_channels) == (16, 64)
 
 
 def test_predict_and_tensor_modes_run_the_student(distiller):
