@@ -141,7 +141,9 @@ class TeacherView:
         raw = self.student.denormalise(inputs)  # student's channel order
         if self.student.flip_channels != self.teacher.flip_channels:
             raw = raw.flip(1)  # now in the order the teacher's mean/std are given in
-        return self._restore_padding(self.teacher.scale(raw), data_samples)
+        out = self.teacher.scale(raw)
+        # Padding is restored in place: never in the student's own batch.
+        return self._restore_padding(out.clone() if out is inputs else out, data_samples)
 
     def _restore_padding(self, x: torch.Tensor, data_samples):
         """Borders the student's preprocessor padded get the teacher's pad value, as the
