@@ -210,6 +210,20 @@ def test_pack_image_field_puts_the_image_in_the_sample():
         pack(dict(img=img.copy(), gt_label=1))
 
 
+def test_load_image_from_file_as_reads_a_second_image(tmp_path):
+    import mmcv
+    import numpy as np
+
+    from mmkd.datasets import LoadImageFromFileAs
+    img = np.random.RandomState(0).randint(0, 256, (5, 7, 3), dtype=np.uint8)
+    mmcv.imwrite(img, str(tmp_path / 'ref.png'))
+    out = LoadImageFromFileAs(key='ref_img', path_key='ref_path')(
+        dict(ref_path=str(tmp_path / 'ref.png')))
+    assert np.array_equal(out['ref_img'], img)  # BGR, as loaded (png is lossless)
+    with pytest.raises(KeyError, match="no 'ref_path' path"):
+        LoadImageFromFileAs(key='ref_img', path_key='ref_path')(dict())
+
+
 # ---------------------------------------------------------------------- ensemble
 def test_ensemble_kd_formulas_by_hand():
     torch.manual_seed(0)
