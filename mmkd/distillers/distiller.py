@@ -204,11 +204,11 @@ def _build_method(cfg, block_name: str) -> nn.Module:
             return MODELS.build(cfg)
 
 
-
 def _current_iteration() -> Optional[int]:
     hub = MessageHub.get_current_instance()
     it = hub.get_info('iter') if hub is not None else None
     return None if it is None else int(it) + 1  # the log's 1-based count
+
 
 # ---------------------------------------------------------------------- the model
 @MODELS.register_module()
@@ -302,7 +302,6 @@ class Distiller(BaseModel):
             t.model.eval()
             t.log_view()
             self._teachers[name] = t
-        self._frozen = {name: t.model for name, t in self._teachers.items()}
         self.stop_teacher_early = stop_teacher_early
         self.eval_teacher = eval_teacher
         self._eval_teacher_name()  # fails now on a wrong name
@@ -325,12 +324,12 @@ class Distiller(BaseModel):
     @property
     def teachers(self) -> Dict[str, nn.Module]:
         """The frozen teacher models by name (not submodules: see the module docstring)."""
-        return dict(self._frozen)
+        return {name: t.model for name, t in self._teachers.items()}
 
     @property
     def teacher(self) -> nn.Module:
         """The only teacher; with several, name one: ``distiller.teachers['det']``."""
-        return self._frozen[self._sole_teacher('teacher')]
+        return self._teachers[self._sole_teacher('teacher')].model
 
     @property
     def teacher_recorder(self) -> ModuleRecorder:
@@ -355,8 +354,8 @@ class Distiller(BaseModel):
         if len(self._teachers) != 1:
             # Not AttributeError: nn.Module.__getattr__ would replace the message.
             raise RuntimeError(f'`{what}` is for a distiller with one teacher; this one has '
-                                 f'{list(self._teachers)}: use teachers[NAME] or '
-                                 'teacher_info(NAME).')
+                               f'{list(self._teachers)}: use teachers[NAME] or '
+                               'teacher_info(NAME).')
         return next(iter(self._teachers))
 
     def _teacher_desc(self, name: str) -> str:
@@ -380,8 +379,8 @@ class Distiller(BaseModel):
         # .to()/.cuda()/.half() reach the teachers although they are not submodules.
         super()._apply(fn, recurse)
         if recurse:
-            for model in getattr(self, '_frozen', {}).values():
-                model._apply(fn)
+            for t in getattr(self, '_teachers', {}).values():
+                t.model._apply(fn)
         return self
 
     def extra_repr(self) -> str:
@@ -485,7 +484,7 @@ class Distiller(BaseModel):
             teacher_points = []
             multi = isinstance(cfg['teacher'], (list, tuple))
             for tname, spec in group_teacher_points(cfg['teacher'], names, name):
-                expanded = expand_points(spec, self._frozen[tname],
+                expanded = expand_points(spec, self._teachers[tname].model,
                                          f'{self._teacher_desc(tname)} (block {name!r})')
                 multi = multi or isinstance(expanded, list)
                 teacher_points += [(tname, p) for p in
@@ -496,7 +495,7 @@ class Distiller(BaseModel):
             for point in block.student_points:  # fail here, naming the block, on a wrong name
                 find_module(self.student, point.module, f'student (block {name!r})')
             for tname, point in block.teacher_points:
-                find_module(self._frozen[tname], point.module,
+                find_module(self._teachers[tname].model, point.module,
                             f'{self._teacher_desc(tname)} (block {name!r})')
             self.blocks[name] = block
         self.methods = nn.ModuleDict(methods)
@@ -528,7 +527,7 @@ class Distiller(BaseModel):
         return dict(teacher=name, prefixes=list(prefixes))
 
     def _copy_plan(self, name: str, prefixes) -> Dict[str, torch.Tensor]:
-        teacher_state = self._frozen[name].state_dict()
+        teacher_state = self._teachers[name].model.state_dict()
         student_state = self.student.state_dict()
         plan = {}
         for prefix in prefixes:

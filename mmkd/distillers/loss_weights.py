@@ -17,9 +17,14 @@ from typing import Optional, Sequence
 from mmengine.logging import MessageHub
 
 
+def _is_number(value, positive=False) -> bool:
+    """A finite real (not a bool), positive if asked."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+            and math.isfinite(value) and (not positive or value > 0))
+
+
 def _number(value, what: str, block: str, positive=False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
-            value) or (positive and value <= 0):
+    if not _is_number(value, positive):
         raise TypeError(f'Block {block!r}: loss_weight {what} must be a finite '
                         f'{"positive " if positive else ""}number, got {value!r}.')
     return float(value)
@@ -132,13 +137,8 @@ def build_loss_weight(spec, block: str) -> LossWeight:
             if str(e).startswith('Block'):
                 raise
             raise TypeError(f'Block {block!r}: loss_weight {kind}: {e}') from e
-    return Constant(_check_number(spec, block), block=block)
-
-
-def _check_number(value, block):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
-            value):
+    if not _is_number(spec):
         raise TypeError(f'Block {block!r}: loss_weight must be a finite number or '
                         f'dict(type=<schedule>, ...) with type in {sorted(SCHEDULES)}, got '
-                        f'{value!r} ({type(value).__name__}).')
-    return float(value)
+                        f'{spec!r} ({type(spec).__name__}).')
+    return Constant(spec, block=block)

@@ -71,6 +71,8 @@ class InvolutionBottleneck(Bottleneck):
 
     def __init__(self, *args, involution_kernel: int = 7, **kwargs):
         super().__init__(*args, **kwargs)
+        # Replaces the parent's 3x3 conv2 (built and dropped once, at construction only):
+        # the parent's __init__ keeps every other name and the norms where the authors have them.
         self.conv2 = Involution(self.mid_channels, involution_kernel, self.conv2_stride)
 
 
