@@ -58,6 +58,18 @@ def test_involution_equals_the_direct_sum(kernel_size, stride):
         Involution(24, 3)
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+def test_involution_gradients_are_the_numerical_ones(stride):
+    """The in-place window sum trains: autograd's gradients (input and kernel generator)
+    equal finite differences, in float64."""
+    torch.manual_seed(0)
+    m = Involution(16, 3, stride).eval().double()
+    x = torch.randn(1, 16, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m, (x, ), eps=1e-6, atol=1e-6)
+    m(x).square().sum().backward()
+    assert m.conv1.conv.weight.grad.abs().sum() > 0
+
+
 def classifier(depth, **backbone):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(dict(

@@ -1,7 +1,9 @@
 """Models the KD literature uses that the OpenMMLab packages lack (registered in mmpretrain)."""
-from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, LinearPatchStem,
-                        StemTokenViT)
+from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, InvolutionPatchStem,
+                        LinearPatchStem, RedNet, StemTokenViT, convert_rednet_checkpoint,
+                        convert_vit_checkpoint)
 from .heads import MultiTokenClsHead
 
-__all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'LinearPatchStem',
-           'StemTokenViT', 'MultiTokenClsHead']
+__all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
+           'LinearPatchStem', 'RedNet', 'StemTokenViT', 'MultiTokenClsHead',
+           'convert_rednet_checkpoint', 'convert_vit_checkpoint']

@@ -1,7 +1,10 @@
 from .cifar_resnet import CifarResNet
 from .cifar_wide_resnet import CifarWideResNet
-from .rednet import Involution, InvolutionBottleneck, RedNet, convert_rednet_checkpoint
-from .stem_token_vit import ConvPatchStem, LinearPatchStem, StemTokenViT
+from .rednet import (Involution, InvolutionBottleneck, RedNet, convert_rednet_checkpoint,
+                     rednet_stem)
+from .stem_token_vit import (ConvPatchStem, InvolutionPatchStem, LinearPatchStem, StemTokenViT,
+                             convert_vit_checkpoint)
 
-__all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'LinearPatchStem', 'StemTokenViT',
-           'Involution', 'InvolutionBottleneck', 'RedNet', 'convert_rednet_checkpoint']
+__all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
+           'LinearPatchStem', 'StemTokenViT', 'convert_vit_checkpoint', 'Involution',
+           'InvolutionBottleneck', 'RedNet', 'convert_rednet_checkpoint', 'rednet_stem']

@@ -10,7 +10,9 @@ Involution, data flow for x (N, C, H, W), kernel K, G = C / 16 groups of 16 chan
 
 The kernel is generated from the input at each position and shared by the 16 channels of a group
 (the inverse of convolution: spatial-specific, channel-agnostic). Written with ``unfold`` in
-plain PyTorch (the authors' naive version; their CUDA kernel computes the same sum).
+plain PyTorch (the authors' naive version; their CUDA kernel computes the same sum). An in-place
+sum over the K*K shifted windows was measured too (digits teacher, 1 CPU thread): twice as fast
+in inference on 16x16 maps, but slower to train and slower on 8x8 maps, so unfold stays.
 
 RedNet is mmpretrain's ResNet with the 3x3 conv of every bottleneck replaced by a 7x7 involution
 and a stem of 3x3 stride-2 conv (C/2) + BN + ReLU, 3x3 involution, BN, ReLU, 3x3 conv (C) + BN
@@ -76,11 +78,33 @@ class InvolutionBottleneck(Bottleneck):
         self.conv2 = Involution(self.mid_channels, involution_kernel, self.conv2_stride)
 
 
+def rednet_stem(in_channels: int, stem_channels: int, stride: int = 2,
+                norm_cfg: dict = dict(type='BN'), conv_cfg=None) -> nn.Sequential:
+    """The authors' RedNet stem, (N, C_in, H, W) -> (N, C, H / s, W / s): 3x3 conv (stride s)
+    C_in -> C/2 + BN + ReLU, 3x3 involution on C/2, BN, ReLU, 3x3 conv C/2 -> C + BN + ReLU.
+    Shared by :class:`RedNet` and the involution stem of the inductive-bias-token ViT
+    (Co-advise's ``embed_inv`` is RedNet-26's ``stem``); indices and names as the authors'."""
+    half = stem_channels // 2
+    return nn.Sequential(
+        ConvModule(in_channels, half, 3, stride=stride, padding=1, conv_cfg=conv_cfg,
+                   norm_cfg=dict(norm_cfg), inplace=True),
+        Involution(half, 3, 1),
+        nn.BatchNorm2d(half),
+        nn.ReLU(inplace=True),
+        ConvModule(half, stem_channels, 3, stride=1, padding=1, conv_cfg=conv_cfg,
+                   norm_cfg=dict(norm_cfg), inplace=True))
+
+
 @MODELS.register_module()
 class RedNet(ResNet):
     """RedNet-26/38/50/101/152 (ImageNet top-1 75.96 / 77.48 / 78.35 / 78.92 / 79.12 and
     9.23 / 12.39 / 15.54 / 25.65 / 33.99 M parameters with the 1000-class head, as the authors
     report). Arguments as mmpretrain's ``ResNet``; ``deep_stem`` is always the involution stem.
+
+    Two options for small images (ours; the authors' ImageNet model is the default):
+    ``stem_stride`` (default 2) and ``stem_maxpool`` (default True, the 3x3 stride-2 max-pool
+    after the stem). ``stem_stride=1, stem_maxpool=False`` keeps a 16x16 digit at 16x16 into
+    the first stage, as a CIFAR ResNet does.
     """
 
     arch_settings = {
@@ -91,39 +115,48 @@ class RedNet(ResNet):
         152: (InvolutionBottleneck, (3, 8, 36, 3)),
     }
 
-    def __init__(self, depth: int, **kwargs):
+    def __init__(self, depth: int, stem_stride: int = 2, stem_maxpool: bool = True, **kwargs):
         if depth not in self.arch_settings:
             raise KeyError(f'RedNet: invalid depth {depth}; valid depths are '
                            f'{sorted(self.arch_settings)}.')
+        self.stem_stride, self.stem_maxpool = stem_stride, stem_maxpool
         kwargs['deep_stem'] = True  # ResNet.forward then runs self.stem (built below)
         super().__init__(depth, **kwargs)
 
     def _make_stem_layer(self, in_channels, stem_channels):
-        half = stem_channels // 2
-        norm = dict(self.norm_cfg)
-        self.stem = nn.Sequential(
-            ConvModule(in_channels, half, 3, stride=2, padding=1, conv_cfg=self.conv_cfg,
-                       norm_cfg=norm, inplace=True),
-            Involution(half, 3, 1),
-            nn.BatchNorm2d(half),
-            nn.ReLU(inplace=True),
-            ConvModule(half, stem_channels, 3, stride=1, padding=1, conv_cfg=self.conv_cfg,
-                       norm_cfg=norm, inplace=True))
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.stem = rednet_stem(in_channels, stem_channels, self.stem_stride, self.norm_cfg,
+                                self.conv_cfg)
+        self.maxpool = (nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if self.stem_maxpool
+                        else nn.Identity())
 
 
 def convert_rednet_checkpoint(state_dict: dict) -> 'OrderedDict[str, torch.Tensor]':
-    """The authors' RedNet checkpoint (mmcls 0.x: ``backbone.*`` / ``head.fc.*``, possibly under
-    ``state_dict`` and with a ``module.`` prefix from DataParallel) as this RedNet in an
-    mmpretrain ``ImageClassifier`` loads it. The module layout is the authors', so only the
-    wrappers change; anything else is an error naming the key."""
-    if 'state_dict' in state_dict and isinstance(state_dict['state_dict'], dict):
-        state_dict = state_dict['state_dict']
+    """An authors' RedNet checkpoint as this RedNet in an mmpretrain ``ImageClassifier`` loads
+    it. Two layouts, possibly under ``state_dict`` or ``model`` and with DataParallel's
+    ``module.`` prefix:
+
+    - d-li14/involution (mmcls 0.x): ``backbone.*`` / ``head.fc.*``, kept as they are;
+    - OliverRensu/co-advise's involution teacher (``rednet.Red101``: an mmcls RedNet as
+      ``model.*``, a linear ``classifier.*``; ``inv_teacher.pth`` stores it under ``model``):
+      ``model.`` -> ``backbone.``, ``classifier.`` -> ``head.fc.``.
+
+    The module layout below the prefixes is the authors', so nothing else changes; any other key
+    is an error naming it. (As a distiller's teacher, ``revise_keys`` does the same renaming.)"""
+    for wrapper in ('state_dict', 'model'):
+        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
+            state_dict = state_dict[wrapper]
+            break
+    renames = (('backbone.', 'backbone.'), ('head.', 'head.'), ('model.', 'backbone.'),
+               ('classifier.', 'head.fc.'))
     out = OrderedDict()
     for key, value in state_dict.items():
         new = key[len('module.'):] if key.startswith('module.') else key
-        if not new.startswith(('backbone.', 'head.')):
+        for old, replacement in renames:
+            if new.startswith(old):
+                out[replacement + new[len(old):]] = value
+                break
+        else:
             raise KeyError(f'convert_rednet_checkpoint: unexpected key {key!r} (expected '
-                           "'backbone.*' or 'head.*' as in the authors' mmcls checkpoints).")
-        out[new] = value
+                           "'backbone.*' / 'head.*' as in the authors' mmcls checkpoints, or "
+                           "'model.*' / 'classifier.*' as in Co-advise's involution teacher).")
     return out

@@ -19,10 +19,12 @@ stems ``conv`` and ``inv`` (involution), tokens ``[cls, conv (mean), inv (mean)]
 ``MODELS`` with an ``embed_dims`` argument, list it in ``stems`` and add a ``mean`` token).
 """
 import copy
-from typing import List, Sequence, Tuple, Union
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleDict, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
@@ -30,6 +32,16 @@ from mmpretrain.models.backbones.vision_transformer import (TransformerEncoderLa
                                                             VisionTransformer)
 from mmpretrain.models.utils import build_norm_layer, resize_pos_embed, to_2tuple
 from mmpretrain.registry import MODELS
+
+from .rednet import rednet_stem
+
+
+def _kaiming_convs(module: nn.Module):
+    """The Co-advise / VkD stems' ``init_weight``: ``kaiming_normal_`` (fan_in, gain sqrt 2)
+    on every conv weight; biases and norms keep PyTorch's defaults."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
 
 
 @MODELS.register_module()
@@ -73,9 +85,7 @@ class ConvPatchStem(BaseModule):
     def init_weights(self):
         super().init_weights()
         if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight)
+            _kaiming_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, D, h, w)."""
@@ -101,6 +111,53 @@ class LinearPatchStem(BaseModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, D, h, w)."""
         return self.proj(x)
+
+
+@MODELS.register_module()
+class InvolutionPatchStem(BaseModule):
+    """The Co-advise / CivT involution stem: (N, C_in, H, W) -> (N, D, H / 16, W / 16).
+
+    RedNet's stem (:func:`~mmkd.models.backbones.rednet.rednet_stem`: 3x3 conv, stride
+    ``first_stride``, C_in -> C/2 + BN + ReLU, 3x3 involution on C/2, BN, ReLU, 3x3 conv
+    C/2 -> C + BN + ReLU), then a ``patch_size x patch_size`` stride-``patch_size`` conv C -> D
+    (with bias). Defaults are the authors' (``embed_inv`` in OliverRensu/co-advise
+    ``models.py``: RedNet-26's stem, C = 64, stride 2, 8x8 projection), so 224x224 images give
+    the same 14x14 grid as the conv stem. Names ``stem`` / ``proj`` as theirs.
+
+    Args:
+        embed_dims (int): D (the backbone fills it in).
+        in_channels (int): Default 3.
+        channels (int): C, RedNet's ``stem_channels`` (the involution runs on C / 2, a multiple
+            of 16). Default 64.
+        first_stride (int): stride of the first conv. Default 2.
+        patch_size (int): kernel and stride of the projection. Default 8.
+        norm_cfg (dict): norm of the two convs. Default ``dict(type='BN')``.
+        force_fp32 (bool): run the stem in float32 with autocast off, as the authors do (their
+            README: the involution does not support mixed precision). Default True.
+    Init (when ``init_cfg`` is None): ``kaiming_normal_`` on every conv weight, the
+    involution's kernel generator and the projection included (the authors'
+    ``init_weight`` applies to all ``nn.Conv2d`` of ``inv_embed``).
+    """
+
+    def __init__(self, embed_dims: int, in_channels: int = 3, channels: int = 64,
+                 first_stride: int = 2, patch_size: int = 8,
+                 norm_cfg: dict = dict(type='BN'), force_fp32: bool = True, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.stem = rednet_stem(in_channels, channels, first_stride, norm_cfg)
+        self.proj = nn.Conv2d(channels, embed_dims, patch_size, patch_size)
+        self.force_fp32 = force_fp32
+
+    def init_weights(self):
+        super().init_weights()
+        if self.init_cfg is None:
+            _kaiming_convs(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) -> (N, D, h, w); float32 when ``force_fp32``."""
+        if not self.force_fp32:
+            return self.proj(self.stem(x))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.proj(self.stem(x.float()))
 
 
 TOKEN_TYPES = ('learned', 'mean')
@@ -148,7 +205,24 @@ class StemTokenViT(BaseBackbone):
             the layers trunc-normal std 0.02 with zero bias, LayerNorms 1 / 0: timm's ViT init,
             which the authors' model has) or ``'mmpretrain'`` (leave mmpretrain's: its
             ``TransformerEncoderLayer`` draws the FFN xavier-uniform). Default 'timm'.
+        checkpoint_tokens (sequence of str, optional): the extra tokens of a checkpoint whose
+            position embedding differs in length from this model's, in sequence order. Default
+            None: inferred - a StemTokenViT checkpoint (it has ``stems.*`` keys) has this
+            model's tokens; a plain ViT / DeiT one (mmpretrain's layout, or timm's after
+            :func:`convert_vit_checkpoint`) has its learned ``<name>_token`` parameters,
+            ``cls`` then ``dist``. See "Loading plain ViT / DeiT checkpoints" below.
     Position embedding: (1, T + h*w, D), trunc-normal std 0.02, added to every token.
+
+    Loading plain ViT / DeiT checkpoints (``init_cfg=dict(type='Pretrained', ...)``,
+    ``load_from`` or ``load_state_dict``): the layers, ``cls_token`` and ``ln1`` have
+    mmpretrain's names and load as they are; ``patch_embed.projection`` goes to the one
+    ``LinearPatchStem``, if the model has one. mmpretrain's own resize assumes the checkpoint
+    has the model's number of extra tokens, which mis-splits e.g. ViT's 1 + 196 into 3 + 194.
+    Here the checkpoint's extra tokens are known (``checkpoint_tokens``): each token of this
+    model takes the checkpoint's position embedding of the same name (``cls`` -> ``cls``);
+    tokens the checkpoint lacks (``conv``, ``inv``) keep this model's initialisation; the grid
+    part is resized from the checkpoint's square grid to ``patch_resolution``
+    (``interpolate_mode``).
     Returns: a tuple with one tensor per ``out_indices`` entry (see ``out_type``); the final
     LayerNorm module ``ln1`` outputs (N, T + h*w, D), e.g. for a distiller to record.
     """
@@ -171,6 +245,7 @@ class StemTokenViT(BaseBackbone):
                  interpolate_mode: str = 'bicubic',
                  layer_cfgs: Union[dict, Sequence[dict]] = dict(),
                  layer_init: str = 'timm',
+                 checkpoint_tokens: Optional[Sequence[str]] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
         self.arch_settings = self._arch(arch)
@@ -185,6 +260,7 @@ class StemTokenViT(BaseBackbone):
                              f'{layer_init!r}')
         self.out_type, self.layer_init = out_type, layer_init
         self.interpolate_mode = interpolate_mode
+        self.checkpoint_tokens = None if checkpoint_tokens is None else tuple(checkpoint_tokens)
 
         # mmengine's ModuleDict, so init_weights reaches the stems (nn.ModuleDict has none).
         self.stems = ModuleDict()
@@ -227,6 +303,7 @@ class StemTokenViT(BaseBackbone):
         self.final_norm = final_norm
         if final_norm:
             self.ln1 = build_norm_layer(norm_cfg, self.embed_dims)
+        self._register_load_state_dict_pre_hook(self._adapt_checkpoint)
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -304,13 +381,14 @@ class StemTokenViT(BaseBackbone):
         return out
 
     def init_weights(self):
-        super().init_weights()
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
+            # Before the load: what the checkpoint lacks (e.g. the conv / inv tokens' position
+            # embeddings) keeps this initialisation.
+            self._init_tokens()
+            super().init_weights()
             return
-        trunc_normal_(self.pos_embed, std=0.02)
-        for spec in self.token_specs:
-            if spec['type'] == 'learned':
-                trunc_normal_(getattr(self, spec['attr']), std=spec['init_std'])
+        super().init_weights()
+        self._init_tokens()
         if self.init_cfg is None and self.layer_init == 'timm':
             # After the layers' own init_weights (xavier FFN), so this one wins.
             for m in self.layers.modules():
@@ -321,6 +399,59 @@ class StemTokenViT(BaseBackbone):
                 elif isinstance(m, nn.LayerNorm):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
+
+    def _init_tokens(self):
+        trunc_normal_(self.pos_embed, std=0.02)
+        for spec in self.token_specs:
+            if spec['type'] == 'learned':
+                trunc_normal_(getattr(self, spec['attr']), std=spec['init_std'])
+
+    # ------------------------------------------------------------------ checkpoints
+    def _adapt_checkpoint(self, state_dict, prefix, *args, **kwargs):
+        """``load_state_dict`` pre-hook: a plain ViT / DeiT checkpoint (see the class
+        docstring) into this model's patch stem and position-embedding layout, in place."""
+        src = prefix + 'patch_embed.projection.'
+        linear = [n for n, m in self.stems.items() if isinstance(m, LinearPatchStem)]
+        if len(linear) == 1:
+            for key in [k for k in state_dict if k.startswith(src)]:
+                state_dict[f'{prefix}stems.{linear[0]}.proj.{key[len(src):]}'] = \
+                    state_dict.pop(key)
+        name = prefix + 'pos_embed'
+        if name not in state_dict or state_dict[name].shape == self.pos_embed.shape:
+            return
+        ckpt = state_dict[name]
+        if ckpt.dim() != 3 or ckpt.shape[-1] != self.embed_dims:
+            return  # load_state_dict reports the size mismatch itself
+        tokens = self._checkpoint_tokens(state_dict, prefix)
+        num_grid = ckpt.shape[1] - len(tokens)
+        side = math.isqrt(max(num_grid, 0))
+        if num_grid <= 0 or side * side != num_grid:
+            raise ValueError(
+                f'StemTokenViT: the checkpoint\'s {name} has {ckpt.shape[1]} positions; with '
+                f'its extra tokens {list(tokens)} that leaves {num_grid}, not a square grid. '
+                'Give the checkpoint\'s tokens in order as `checkpoint_tokens`.')
+        grid = resize_pos_embed(ckpt[:, len(tokens):], (side, side), self.patch_resolution,
+                                mode=self.interpolate_mode, num_extra_tokens=0)
+        ours = self.pos_embed.detach()
+        extra = [ckpt[:, tokens.index(t)] if t in tokens else ours[:, i].to(ckpt)
+                 for i, t in enumerate(self.token_names)]
+        state_dict[name] = torch.cat([torch.stack(extra, dim=1), grid], dim=1)
+        print_log(f'StemTokenViT: position embedding of a checkpoint with tokens '
+                  f'{list(tokens)} and a {side}x{side} grid -> tokens {list(self.token_names)}'
+                  f' (kept from the checkpoint: {[t for t in self.token_names if t in tokens]})'
+                  f' and a {self.patch_resolution[0]}x{self.patch_resolution[1]} grid',
+                  logger='current')
+
+    def _checkpoint_tokens(self, state_dict, prefix) -> Tuple[str, ...]:
+        if self.checkpoint_tokens is not None:
+            return self.checkpoint_tokens
+        if any(k.startswith(prefix + 'stems.') for k in state_dict):
+            return self.token_names
+        found = [k[len(prefix):-len('_token')] for k in state_dict
+                 if k.startswith(prefix) and k.endswith('_token')
+                 and '.' not in k[len(prefix):]]
+        order = {'cls': 0, 'dist': 1}  # ViT: [cls]; DeiT distilled: [cls, dist]
+        return tuple(sorted(found, key=lambda t: order.get(t, len(order))))
 
     # ------------------------------------------------------------------ forward
     def embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -376,4 +507,58 @@ class StemTokenViT(BaseBackbone):
                 f'grid={self.patch_resolution}')
 
 
-__all__ = ['ConvPatchStem', 'LinearPatchStem', 'StemTokenViT']
+#: timm's ViT / DeiT block names -> mmpretrain's TransformerEncoderLayer names.
+_TIMM_LAYER_NAMES = (('norm1.', 'ln1.'), ('norm2.', 'ln2.'), ('mlp.fc1.', 'ffn.layers.0.0.'),
+                     ('mlp.fc2.', 'ffn.layers.1.'), ('attn.', 'attn.'))
+#: Top-level names of the timm / DeiT / Co-advise models -> an ImageClassifier with this
+#: backbone and a MultiTokenClsHead. Co-advise's CivT: conv_embed / inv_embed, head_conv /
+#: head_inv; mmpretrain's own heads: head.layers.head(_dist).
+_TOP_LEVEL_NAMES = (
+    ('cls_token', 'backbone.cls_token'), ('dist_token', 'backbone.dist_token'),
+    ('pos_embed', 'backbone.pos_embed'), ('patch_embed.proj.', 'backbone.patch_embed.projection.'),
+    ('conv_embed.', 'backbone.stems.conv.'), ('inv_embed.', 'backbone.stems.inv.'),
+    ('norm.', 'backbone.ln1.'), ('head_dist.', 'head.heads.dist.'),
+    ('head_conv.', 'head.heads.conv.'), ('head_inv.', 'head.heads.inv.'),
+    ('head.layers.head_dist.', 'head.heads.dist.'), ('head.layers.head.', 'head.heads.cls.'),
+    ('head.heads.', 'head.heads.'), ('head.', 'head.heads.cls.'), ('backbone.', 'backbone.'))
+
+
+def convert_vit_checkpoint(state_dict: dict) -> Dict[str, torch.Tensor]:
+    """A ViT / DeiT / CivT checkpoint as an ``ImageClassifier`` with ``StemTokenViT`` and
+    ``MultiTokenClsHead`` loads it (heads named by their token: ``head`` -> ``cls``,
+    ``head_dist`` -> ``dist``, ``head_conv`` -> ``conv``, ``head_inv`` -> ``inv``).
+
+    Accepted: timm's layout as DeiT releases it (``{'model': {...}}``: ``blocks.i.norm1``,
+    ``mlp.fc1``, ``norm``, ``head``), Co-advise's CivT (the same plus ``conv_embed``,
+    ``inv_embed``, ``head_conv``, ``head_inv``), and mmpretrain's (``backbone.*``,
+    ``head.layers.head*``), under ``state_dict`` / ``model`` and with or without ``module.``.
+    Any other key is an error naming it. The position embedding is left as it is: the
+    backbone adapts it when it loads (see :class:`StemTokenViT`)."""
+    for wrapper in ('state_dict', 'model'):
+        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
+            state_dict = state_dict[wrapper]
+            break
+    out = {}
+    for key, value in state_dict.items():
+        k = key[len('module.'):] if key.startswith('module.') else key
+        if k.startswith('blocks.'):
+            index, rest = k[len('blocks.'):].split('.', 1)
+            for old, new in _TIMM_LAYER_NAMES:
+                if rest.startswith(old):
+                    out[f'backbone.layers.{index}.{new}{rest[len(old):]}'] = value
+                    break
+            else:
+                raise KeyError(f'convert_vit_checkpoint: unknown block key {key!r}')
+            continue
+        for old, new in _TOP_LEVEL_NAMES:
+            if k == old or (old.endswith('.') and k.startswith(old)):
+                out[new + k[len(old):]] = value
+                break
+        else:
+            raise KeyError(f'convert_vit_checkpoint: unexpected key {key!r} (known prefixes: '
+                           f'{[old for old, _ in _TOP_LEVEL_NAMES]} and blocks.*)')
+    return out
+
+
+__all__ = ['ConvPatchStem', 'InvolutionPatchStem', 'LinearPatchStem', 'StemTokenViT',
+           'convert_vit_checkpoint']
