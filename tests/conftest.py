@@ -19,6 +19,7 @@ DIGITS = dict(
     student=osp.join(DEMO, 'digits', 'resnet18-tiny_digits.py'),
     teacher=osp.join(DEMO, 'digits', 'resnet34-wide_digits.py'),
     teacher_wrn=osp.join(DEMO, 'digits', 'wrn-16-2_digits.py'),  # the ensemble's second
+    teacher_inv=osp.join(DEMO, 'digits', 'rednet-tiny_digits.py'),  # inductive-bias tokens
     distill=osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py'))
 DET = dict(
     student=osp.join(DEMO, 'shapes_det', 'retinanet_r18-tiny_fpn_shapes.py'),
@@ -70,8 +71,9 @@ def teacher_ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp('teachers')
     ckpts = {name: random_teacher_checkpoint(cfgs['teacher'], str(root / f'{name}.pth'))
              for name, cfgs in dict(digits=DIGITS, det=DET, seg=SEG).items()}
-    ckpts['digits_wrn'] = random_teacher_checkpoint(DIGITS['teacher_wrn'],
-                                                    str(root / 'digits_wrn.pth'))
+    for name in ('wrn', 'inv'):
+        ckpts[f'digits_{name}'] = random_teacher_checkpoint(DIGITS[f'teacher_{name}'],
+                                                            str(root / f'digits_{name}.pth'))
     return ckpts
 
 
@@ -80,7 +82,8 @@ def teacher_checkpoint_options(config_path: str, ckpts: dict) -> list:
     named) the random checkpoint of ``teacher_ckpts`` for its architecture."""
     by_config = {osp.realpath(DIGITS['teacher']): 'digits', osp.realpath(DET['teacher']): 'det',
                  osp.realpath(SEG['teacher']): 'seg',
-                 osp.realpath(DIGITS['teacher_wrn']): 'digits_wrn'}
+                 osp.realpath(DIGITS['teacher_wrn']): 'digits_wrn',
+                 osp.realpath(DIGITS['teacher_inv']): 'digits_inv'}
     model = Config.fromfile(config_path).model
     entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
                if model.get('teachers') else {'model.teacher': model.teacher})

@@ -163,6 +163,16 @@ def test_grid_method_selection_and_summary():
                     '2 | gain (better on 1/2 seeds) |')
     row.update(distilled=[3.0, 4.0])
     assert quality.summarise([row]).endswith('| **no gain** (better on 0/2 seeds) |')
+    # A method with its own student baseline (the ViTs of the inductive-bias tokens) is
+    # compared with that baseline, and the table says which.
+    spec = demo.TASKS['classification']
+    ibt = 'configs/demo/digits/ibt_resnet34-wide+rednet-tiny_civt-tiny_digits.py'
+    assert demo.config_baseline(ibt, spec) == 'configs/demo/digits/civt-tiny_digits.py'
+    assert demo.config_baseline(chosen['classification'][0][1], spec) == spec['student']
+    row.update(task='classification', method='ibt', baseline=demo.config_baseline(ibt, spec))
+    assert '| ibt (vs civt-tiny_digits) |' in quality.summarise([row])
+    row.update(baseline=spec['student'])
+    assert '| ibt |' in quality.summarise([row])
 
 
 def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):

@@ -43,7 +43,9 @@ TASKS = {
         metric_name='top-1 (%)', work='work_dirs/demo/digits', split='test',
         teacher=f'{DEMO}/digits/resnet34-wide_digits.py',
         # A second teacher of another architecture, for the ensemble of several teachers.
-        extra_teachers=dict(teacher_wrn=f'{DEMO}/digits/wrn-16-2_digits.py'),
+        extra_teachers=dict(teacher_wrn=f'{DEMO}/digits/wrn-16-2_digits.py',
+                            # The involution teacher of the inductive-bias tokens (ibt_*).
+                            teacher_inv=f'{DEMO}/digits/rednet-tiny_digits.py'),
         student=f'{DEMO}/digits/resnet18-tiny_digits.py'),
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
@@ -165,6 +167,20 @@ def config_teachers(config):
     return out
 
 
+def config_baseline(config, spec):
+    """The student baseline a distillation config is compared with: its ``student_baseline``
+    (a config path from the repository root, for a student that is not the task's, e.g. the ViTs
+    of the inductive-bias tokens), else the task's ``student``."""
+    from mmengine.config import Config
+    baseline = Config.fromfile(osp.join(REPO, config)).get('student_baseline')
+    if baseline is None:
+        return spec['student']
+    if not osp.isfile(osp.join(REPO, baseline)):
+        raise ValueError(f'{config}: student_baseline {baseline!r} is not a file (a config '
+                         'path from the repository root)')
+    return baseline
+
+
 def method_configs(spec):
     """(method name, config path) for every runnable distiller config in the task's demo
     folder: found by its merged ``model`` (a distiller with blocks), so the folder's shared
@@ -216,10 +232,11 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     # The teachers every chosen run needs: each task's own (the reference of the gap), and
     # those of the distillation configs, which may belong to another task.
     needed = {(task, 'teacher'): None for task in tasks if chosen[task]}
-    uses = {}
+    uses, baselines = {}, {}
     for task in tasks:
         for method, config, _ in chosen[task]:
             uses[config] = config_teachers(config)
+            baselines[config] = config_baseline(config, TASKS[task])
             needed.update({tn: None for _, tn in uses[config]})
     teachers, students, distilled = {}, {}, {}
     for task, name in needed:
@@ -231,11 +248,14 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     active = [task for task in tasks if chosen[task]]
     for task in active:
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
-        for seed in seeds:
-            students[task, seed] = submit(
-                _run, f'[{task}] student seed {seed}', spec['student'],
-                f'{root}/student_seed{seed}', spec,
-                [f'randomness.seed={seed}', *options.get(task, ())], threads)
+        # The task's student, and every other baseline its configs name, once per seed.
+        for baseline in dict.fromkeys(baselines[c] for _, c, _ in chosen[task]):
+            name = ('student' if baseline == spec['student'] else
+                    osp.splitext(osp.basename(baseline))[0])
+            for seed in seeds:
+                students[task, baseline, seed] = submit(
+                    _run, f'[{task}] {name} seed {seed}', baseline, f'{root}/{name}_seed{seed}',
+                    spec, [f'randomness.seed={seed}', *options.get(task, ())], threads)
 
     def distill(task, method, config, extra, seed):
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
@@ -270,7 +290,8 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
                 config=config, options=list(extra),
                 teacher=teachers[task, 'teacher'].result()[0],
                 teachers={f'{t}/{n}': teachers[t, n].result()[0] for _, (t, n) in uses[config]},
-                student=[students[task, s].result() for s in seeds],
+                baseline=baselines[config],
+                student=[students[task, baselines[config], s].result() for s in seeds],
                 distilled=[distilled[task, method, s].result() for s in seeds],
                 seeds=list(seeds), split=split or spec['split']))
     return rows
@@ -290,7 +311,8 @@ def mean_std(values):
 
 def summarise(rows):
     """Markdown table: one row per (task, method); gap closed = (distilled - student) /
-    (teacher - student) on the means; the result column says plainly where there is no gain."""
+    (teacher - student) on the means; the result column says plainly where there is no gain.
+    A method compared with a baseline other than the task's student says which: ``(vs ...)``."""
     lines = ['| task | split | metric | method | teacher | student | distilled | gain | '
              'gap closed | seeds | result |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
@@ -301,9 +323,12 @@ def summarise(rows):
         wins = sum(d > s for d, s in zip(r['distilled'], r['student']))
         n = len(r['seeds'])
         result = 'gain' if d_mean > s_mean else '**no gain**'
+        method = r['method']
+        if r.get('baseline') and r['baseline'] != TASKS.get(r['task'], {}).get('student'):
+            method += f' (vs {osp.splitext(osp.basename(r["baseline"]))[0]})'
         if n > 1:
             result += f' (better on {wins}/{n} seeds)'
-        lines.append(f'| {r["task"]} | {r["split"]} | {r["metric"]} | {r["method"]} | '
+        lines.append(f'| {r["task"]} | {r["split"]} | {r["metric"]} | {method} | '
                      f'{r["teacher"]:.2f} | {s_mean:.2f} ± {s_std:.2f} | '
                      f'{d_mean:.2f} ± {d_std:.2f} | {d_mean - s_mean:+.2f} | {closed} | '
                      f'{n} | {result} |')

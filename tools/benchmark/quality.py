@@ -10,8 +10,10 @@ Methods plug in by config: every config in ``configs/demo/<task>/`` whose model,
 inheritance, is an mmkd distiller with blocks is one grid column (the folder's shared
 ``_base_distill.py`` is not), named by its file-name prefix (``kd_...`` -> ``kd``). Each task's
 teacher is trained once (or reused, see tools/demo.py); the student baseline and each distilled
-student are trained with the same seeds and schedule through tools/train.py. Writes a markdown
-table (mean and standard deviation over seeds, gain, and gap closed =
+student are trained with the same seeds and schedule through tools/train.py. A config whose
+student is not the task's names its own baseline in ``student_baseline`` (the ViTs of the
+inductive-bias tokens); its row is compared with that one and says so (``ibt (vs ...)``).
+Writes a markdown table (mean and standard deviation over seeds, gain, and gap closed =
 (distilled - student) / (teacher - student)), a JSON file with every run, and a PNG bar chart.
 
 Hyperparameters of the demo configs are chosen with ``--tune``: every run (teachers included,
