@@ -1,4 +1,5 @@
 """End to end through the command-line tools, as a user runs them (CPU, a few iterations)."""
+import json
 import os.path as osp
 import re
 
@@ -120,20 +121,40 @@ TRAINED_ELSEWHERE = {
 }
 
 
-@pytest.mark.parametrize('path', [p for p in DEMO_DISTILL
-                                  if osp.relpath(p, DEMO) not in TRAINED_ELSEWHERE],
-                         ids=lambda p: osp.relpath(p, DEMO))
-def test_every_demo_distillation_config_trains_a_few_iterations(path, tmp_path, shapes_root,
+SMOKE_CONFIGS = [p for p in DEMO_DISTILL if osp.relpath(p, DEMO) not in TRAINED_ELSEWHERE]
+
+
+@pytest.mark.parametrize('folder', sorted({osp.basename(osp.dirname(p)) for p in SMOKE_CONFIGS}))
+def test_every_demo_distillation_config_trains_a_few_iterations(folder, tmp_path, shapes_root,
                                                                  teacher_ckpts):
-    """Each method's demo config, through tools/train.py: every block logs its losses."""
-    folder = osp.basename(osp.dirname(path))
-    opts = [*teacher_checkpoint_options(path, teacher_ckpts), 'default_hooks.logger.interval=1']
-    if folder == 'digits':
-        opts += ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=96',
-                 'train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=32']
-    else:
-        opts += [*shapes_options(shapes_root, det=folder == 'shapes_det'),
-                 'train_cfg.max_iters=3', 'train_cfg.val_interval=3']
-    out = run_tool(['tools/train.py', path, '--work-dir', str(tmp_path), '--cfg-options',
-                    *opts]).stdout
-    assert_blocks_logged(path, out)
+    """Each method's demo config, through tools/train.py's main: every block logs its losses.
+    One process per task folder (tests/train_in_sequence.py), one Runner per config."""
+    paths = [p for p in SMOKE_CONFIGS if osp.basename(osp.dirname(p)) == folder]
+    runs = []
+    for i, path in enumerate(paths):
+        opts = [*teacher_checkpoint_options(path, teacher_ckpts),
+                'default_hooks.logger.interval=1']
+        if folder == 'digits':
+            opts += ['train_cfg.max_epochs=1', 'train_dataloader.dataset.indices=96',
+                     'train_dataloader.batch_size=32', 'val_dataloader.dataset.indices=32']
+        else:
+            opts += [*shapes_options(shapes_root, det=folder == 'shapes_det'),
+                     'train_cfg.max_iters=3', 'train_cfg.val_interval=3']
+        runs.append([path, '--work-dir', str(tmp_path / str(i)), '--cfg-options', *opts])
+    (tmp_path / 'runs.json').write_text(json.dumps(runs))
+    out = run_tool(['tests/train_in_sequence.py', str(tmp_path / 'runs.json')],
+                   check=False).stdout
+    problems = []
+    for i, path in enumerate(paths):
+        name = osp.relpath(path, DEMO)
+        part = re.search(rf'@@ run {i} begin\n(.*?)@@ run {i} (ok|failed)\n', out, re.S)
+        if part is None or part.group(2) != 'ok':
+            problems.append(f'{name}: did not finish:\n'
+                            f'{(part.group(1) if part else out)[-3000:]}')
+            continue
+        try:
+            assert_blocks_logged(path, part.group(1))
+        except AssertionError as err:
+            problems.append(f'{name}: {err}')
+    assert not problems, '\n\n'.join(problems)
+    assert paths
