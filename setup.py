@@ -33,6 +33,9 @@ setup(
         'ftfy',
         'regex',
         'scikit-learn',
+        # the IQA demo set (its bundled photographs) and its SSIM labels
+        'scikit-image',
+        'scipy',
         # mmengine 0.10, mmcv's build and mmseg import pkg_resources, gone in setuptools 81.
         'setuptools<81',
     ],

@@ -5,7 +5,8 @@ from .utils import register_atomic_local_backend, register_safe_globals
 register_safe_globals()  # checkpoints load with weights_only=True, from every scheme
 register_atomic_local_backend()  # checkpoints are written to a temporary file, then renamed
 
-from . import distillers, hooks, losses, methods, models, recorders  # noqa: E402,F401
-from .registry import DATASETS, HOOKS, MODEL_WRAPPERS, MODELS, TRANSFORMS  # noqa: E402
+from . import distillers, evaluation, hooks, losses, methods, models, recorders  # noqa: E402,F401
+from .registry import (DATASETS, HOOKS, METRICS, MODEL_WRAPPERS, MODELS,  # noqa: E402
+                       TRANSFORMS)
 
-__all__ = ['__version__', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'MODEL_WRAPPERS']
+__all__ = ['__version__', 'MODELS', 'DATASETS', 'TRANSFORMS', 'HOOKS', 'MODEL_WRAPPERS', 'METRICS']

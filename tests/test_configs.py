@@ -98,7 +98,7 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
         for baseline in baselines:
             assert not is_runnable_distiller_config(baseline)
         expected |= configs - baselines
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 24
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 27
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 

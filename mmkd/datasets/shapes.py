@@ -20,8 +20,6 @@ Only numpy and OpenCV are used to generate the data.
 import json
 import os
 import os.path as osp
-import shutil
-import uuid
 from typing import Dict, List, Tuple
 
 import cv2
@@ -30,6 +28,8 @@ from mmdet.datasets import CocoDataset
 from mmseg.datasets import BaseSegDataset
 
 from mmkd.registry import DATASETS
+
+from .generated import write_generated_dataset
 
 SHAPE_CLASSES = ('circle', 'square', 'triangle')
 #: Colours used to draw each class (RGB), for visualisers. Index 0 of the segmentation palette is
@@ -210,15 +210,6 @@ def _write_split(root: str, split: str, num: int, img_size: int, seed: int) -> i
     return len(annotations)
 
 
-def _read_meta(root: str):
-    """The parsed ``meta.json`` of a finished dataset folder, or None."""
-    try:
-        with open(osp.join(root, 'meta.json')) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _summary(root: str, meta: dict, generated: bool) -> Dict:
     paths = {}
     for split in _SPLIT_IDS:
@@ -294,58 +285,16 @@ def make_shapes_dataset(out_dir: str,
         num_tune=int(num_tune),
         img_size=int(img_size),
         seed=int(seed))
-    root = osp.abspath(osp.expanduser(str(out_dir)))
 
-    if osp.exists(root):
-        meta = _read_meta(root)
-        if meta is not None and meta.get('params') == params and not overwrite:
-            return _summary(root, meta, generated=False)
-        if meta is None and os.listdir(root) and not overwrite:
-            raise FileExistsError(
-                f'{root} exists, is not empty and has no meta.json: not a shapes dataset made '
-                'by make_shapes_dataset; pass overwrite=True to replace it')
-
-    parent, name = osp.split(root)
-    os.makedirs(parent, exist_ok=True)
-    # A unique hidden sibling (same file system, so the final rename is atomic). os.mkdir rather
-    # than tempfile.mkdtemp, which would leave the dataset root readable by its owner only.
-    tmp = osp.join(parent, f'.{name}.tmp-{uuid.uuid4().hex[:8]}')
-    os.mkdir(tmp)
-    try:
+    def write(tmp):
         os.makedirs(osp.join(tmp, 'annotations'))
-        counts = {
-            'train': _write_split(tmp, 'train', num_train, img_size, seed),
-            'val': _write_split(tmp, 'val', num_val, img_size, seed),
-            'tune': _write_split(tmp, 'tune', num_tune, img_size, seed),
-        }
-        meta = dict(params=params, num_instances=counts, classes=list(SHAPE_CLASSES))
-        with open(osp.join(tmp, 'meta.json'), 'w') as f:
-            json.dump(meta, f, indent=2)
-        # Swap in: move any old folder aside first, so out_dir is always either absent, the old
-        # complete dataset or the new complete one.
-        trash = None
-        if osp.lexists(root):
-            trash = osp.join(parent, f'.{name}.old-{uuid.uuid4().hex[:8]}')
-            os.rename(root, trash)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            other = _read_meta(root)
-            if other is not None and other.get('params') == params:
-                # Lost a race with a concurrent call that has just written the same dataset.
-                shutil.rmtree(tmp, ignore_errors=True)
-                if trash is not None:
-                    shutil.rmtree(trash, ignore_errors=True)
-                return _summary(root, other, generated=False)
-            if trash is not None and not osp.lexists(root):
-                os.rename(trash, root)  # put the old dataset back
-            raise
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _summary(root, meta, generated=True)
+        counts = {split: _write_split(tmp, split, params[f'num_{split}'], img_size, seed)
+                  for split in ('train', 'val', 'tune')}
+        return dict(num_instances=counts, classes=list(SHAPE_CLASSES))
+
+    root, meta, generated = write_generated_dataset(out_dir, params, write, overwrite,
+                                                    'shapes dataset')
+    return _summary(root, meta, generated)
 
 
 @DATASETS.register_module()

@@ -2,8 +2,8 @@
 from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, InvolutionPatchStem,
                         LinearPatchStem, RedNet, StemTokenViT, convert_rednet_checkpoint,
                         convert_vit_checkpoint)
-from .heads import MultiTokenClsHead
+from .heads import MultiTokenClsHead, QualityRegressionHead
 
 __all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
-           'LinearPatchStem', 'RedNet', 'StemTokenViT', 'MultiTokenClsHead',
+           'LinearPatchStem', 'RedNet', 'StemTokenViT', 'MultiTokenClsHead', 'QualityRegressionHead',
            'convert_rednet_checkpoint', 'convert_vit_checkpoint']

@@ -1,3 +1,4 @@
 from .multi_token_head import MultiTokenClsHead
+from .quality_head import QualityRegressionHead
 
-__all__ = ['MultiTokenClsHead']
+__all__ = ['MultiTokenClsHead', 'QualityRegressionHead']

@@ -1,0 +1,151 @@
+"""MGD: Masked Generative Distillation (Yang et al., ECCV 2022; authors' code yzd-v/MGD, also
+in MMRazor as ``MGDConnector`` + ``MGDLoss``), and its use as RKIQT's masked quality-contrastive
+distillation.
+
+Data flow for one level, student map s (N, C_s, H_s, W_s), teacher map t (N, C_t, H, W)::
+
+    s -> [resize to (H, W) if the sizes differ]            the "adaptive layer" (ours, optional)
+      -> align: Conv1x1 C_s -> C_t  (only if C_s != C_t)   authors: ``align``
+      -> x * M                                              M: random mask, ratio lambda
+             spatial M (N, 1, H, W): 0 where rand > 1 - lambda  (detection, segmentation)
+             channel M (N, C, 1, 1): 0 where rand < lambda      (classification)
+      -> generator: Conv3x3 C_t -> C_t, ReLU, Conv3x3 C_t -> C_t  (padding 1)
+      -> loss = alpha * sum((G(s * M) - t)^2) / N
+
+Vectors (N, C) are treated as (N, C, 1, 1) maps (the channel mask applies; a 3x3 conv with
+padding 1 on a 1x1 map is its centre tap, a linear layer), e.g. a quality head's input.
+
+Defaults per task (``preset``), each the authors' config:
+
+==============  ========  ======  =======  ======================================================
+preset          mask      lambda  alpha    source (yzd-v/MGD)
+==============  ========  ======  =======  ======================================================
+detection       spatial   0.65    2e-5     det/.../retina_rx101_64x4d_distill_retina_r50_fpn_2x
+                                           (each FPN level, ``neck.fpn_convs.i.conv``)
+segmentation    spatial   0.75    2e-5     seg/.../psp_r101_distill_psp_r18_40k (last stage)
+classification  channel   0.15    7e-5     cls/.../res34_distill_res18_img (last stage)
+==============  ========  ======  =======  ======================================================
+
+``alpha`` is the authors' loss weight (the block's ``loss_weight`` multiplies it; keep that 1).
+Their detection students also start with the teacher's neck and head (``init_student=True``),
+which mmkd leaves to the config (``load_from``).
+
+**RKIQT** ("Less is More", arXiv 2312.00591) reconstructs, from the masked student features,
+the *reference-aware teacher's HQ-LQ difference features* with the same generator (two 3x3
+convs with a ReLU) after an adaptive layer for the shapes: that is this method with the
+teacher's record point set to its difference features. Their mask type and ratio are not
+stated; ``mask`` / ``ratio`` are options, and the demo's are chosen on the tuning split.
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import MODELS
+from .base import LevelwiseMethod
+
+PRESETS = {
+    'detection': dict(mask='spatial', ratio=0.65, alpha=2e-5),
+    'segmentation': dict(mask='spatial', ratio=0.75, alpha=2e-5),
+    'classification': dict(mask='channel', ratio=0.15, alpha=7e-5),
+}
+MASKS = ('spatial', 'channel')
+
+
+class MGDGenerator(nn.Module):
+    """align (optional 1x1) + generator (3x3, ReLU, 3x3) of one level; names as the authors'."""
+
+    def __init__(self, student_channels: int, teacher_channels: int, align: bool):
+        super().__init__()
+        self.align = (nn.Conv2d(student_channels, teacher_channels, 1) if align else None)
+        self.generation = nn.Sequential(
+            nn.Conv2d(teacher_channels, teacher_channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(teacher_channels, teacher_channels, 3, padding=1))
+
+
+def mgd_mask(shape, kind: str, ratio: float, device, generator=None) -> torch.Tensor:
+    """The authors' random mask for an (N, C, H, W) map: spatial (N, 1, H, W), 0 where
+    rand > 1 - ratio; channel (N, C, 1, 1), 0 where rand < ratio. Float 0 / 1."""
+    n, c, h, w = shape
+    if kind == 'spatial':
+        rand = torch.rand((n, 1, h, w), device=device, generator=generator)
+        return (rand <= 1 - ratio).float()
+    rand = torch.rand((n, c, 1, 1), device=device, generator=generator)
+    return (rand >= ratio).float()
+
+
+@MODELS.register_module()
+class MGD(LevelwiseMethod):
+    """Masked generative distillation (module docstring), one generator per level.
+
+    Args:
+        preset (str): 'detection' (default), 'segmentation' or 'classification': the authors'
+            mask, ratio and alpha for that task (table above).
+        mask (str, optional): 'spatial' or 'channel'; overrides the preset.
+        ratio (float, optional): lambda, the share of positions / channels masked, in [0, 1).
+        alpha (float, optional): the loss weight alpha.
+        align (str): 'auto' (default: a 1x1 conv only when channels differ, as the authors),
+            'always' or 'none'.
+        resize (str, optional): a student map of another spatial size is resized to the
+            teacher's with this ``F.interpolate`` mode ('bilinear', default; RKIQT's adaptive
+            layer) or an error (None, as the authors, who assert equal sizes).
+        loss_name (str): Default 'loss_mgd'.
+        share_levels, level_reduction: see :class:`LevelwiseMethod`.
+    """
+
+    def __init__(self, preset: str = 'detection', mask: Optional[str] = None,
+                 ratio: Optional[float] = None, alpha: Optional[float] = None,
+                 align: str = 'auto', resize: Optional[str] = 'bilinear',
+                 loss_name: str = 'loss_mgd', **kwargs):
+        super().__init__(**kwargs)
+        if preset not in PRESETS:
+            raise ValueError(f'MGD preset must be one of {list(PRESETS)}, got {preset!r}')
+        cfg = dict(PRESETS[preset])
+        cfg.update({k: v for k, v in dict(mask=mask, ratio=ratio, alpha=alpha).items()
+                    if v is not None})
+        if cfg['mask'] not in MASKS:
+            raise ValueError(f'MGD mask must be one of {MASKS}, got {cfg["mask"]!r}')
+        if not 0.0 <= float(cfg['ratio']) < 1.0:
+            raise ValueError(f'MGD ratio (lambda) must be in [0, 1), got {cfg["ratio"]!r}')
+        if align not in ('auto', 'always', 'none'):
+            raise ValueError(f"MGD align must be 'auto', 'always' or 'none', got {align!r}")
+        self.preset, self.mask, self.ratio = preset, cfg['mask'], float(cfg['ratio'])
+        self.alpha, self.align, self.resize = float(cfg['alpha']), align, resize
+        self.loss_name = loss_name
+
+    @staticmethod
+    def as_map(x: torch.Tensor, who: str) -> torch.Tensor:
+        if x.dim() == 2:
+            return x[:, :, None, None]
+        if x.dim() != 4:
+            raise ValueError(f'MGD needs (N, C, H, W) maps or (N, C) vectors; the {who} gives '
+                             f'{tuple(x.shape)} (for ViT tokens record a feature map, e.g. '
+                             "StemTokenViT(out_type='featmap')).")
+        return x
+
+    def build_level(self, student, teacher):
+        s, t = self.as_map(student, 'student'), self.as_map(teacher, 'teacher')
+        c_s, c_t = s.shape[1], t.shape[1]
+        if self.align == 'none' and c_s != c_t:
+            raise ValueError(f"MGD(align='none') needs equal channels, got student {c_s} and "
+                             f'teacher {c_t}.')
+        return MGDGenerator(c_s, c_t, self.align == 'always' or c_s != c_t)
+
+    def level_loss(self, student, teacher, connector, data_samples=None
+                   ) -> Dict[str, torch.Tensor]:
+        s, t = self.as_map(student, 'student'), self.as_map(teacher, 'teacher')
+        if s.shape[2:] != t.shape[2:]:
+            if self.resize is None:
+                raise ValueError(f'MGD: student map {tuple(s.shape[2:])} and teacher map '
+                                 f'{tuple(t.shape[2:])} differ in size; set resize='
+                                 "'bilinear' (or another F.interpolate mode).")
+            s = F.interpolate(s, size=t.shape[2:], mode=self.resize,
+                              **({} if self.resize in ('nearest', 'area', 'nearest-exact')
+                                 else dict(align_corners=False)))
+        if connector.align is not None:
+            s = connector.align(s)
+        masked = s * mgd_mask(s.shape, self.mask, self.ratio, s.device).to(s.dtype)
+        generated = connector.generation(masked)
+        loss = (generated.float() - t.float()).pow(2).sum() / t.shape[0]
+        return {self.loss_name: self.alpha * loss}
