@@ -6,8 +6,9 @@ RUNS.json holds a list of argument lists, each as tools/train.py takes them. The
 every demo config uses it so that the ~10 s import of mmdet, mmseg and mmpretrain is paid once
 per task folder rather than once per config; each run still builds its own Runner from the
 config (its own experiment name, logger and message hub). Each run's output sits between
-``@@ run <i> begin`` and ``@@ run <i> ok`` / ``@@ run <i> failed`` lines; a failure prints its
-traceback, the next run still goes, and the exit status is 1 if any run failed.
+``@@ run <i> begin`` and ``@@ run <i> ok`` / ``@@ run <i> failed`` lines; a failure (an
+exception or SystemExit; Ctrl-C still stops everything) prints its traceback, the next run
+still goes, and the exit status is 1 if any run failed.
 """
 import json
 import os.path as osp
@@ -28,7 +29,7 @@ def main():
         sys.argv = ['tools/train.py', *argv]
         try:
             train['main']()
-        except BaseException:  # SystemExit from argparse or a tool's own check included
+        except (Exception, SystemExit):  # argparse and the tools exit with SystemExit
             traceback.print_exc(file=sys.stdout)
             print(f'@@ run {i} failed', flush=True)
             failed += 1
