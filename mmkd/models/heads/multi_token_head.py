@@ -15,6 +15,18 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 
+def token_weights(weights: Mapping[str, float], tokens: Sequence[str], what: str
+                  ) -> Dict[str, float]:
+    """``{token: float weight}``, each a known token and >= 0, else an error naming ``what``."""
+    unknown = [k for k in weights if k not in tokens]
+    if unknown:
+        raise ValueError(f'{what}: {unknown} are not tokens; choose from {list(tokens)}')
+    out = {k: float(v) for k, v in weights.items()}
+    if any(v < 0 for v in out.values()):
+        raise ValueError(f'{what} must be >= 0, got {out}')
+    return out
+
+
 @MODELS.register_module()
 class MultiTokenClsHead(ClsHead):
     """Linear classifiers ``heads.<token>`` on the extra tokens of a ``StemTokenViT``.
@@ -77,14 +89,7 @@ class MultiTokenClsHead(ClsHead):
             {t: nn.Linear(in_channels, num_classes) for t in self.tokens})
 
     def _weights(self, weights: Mapping[str, float], arg: str) -> Dict[str, float]:
-        unknown = [k for k in weights if k not in self.tokens]
-        if unknown:
-            raise ValueError(f'MultiTokenClsHead {arg}: {unknown} are not tokens; choose from '
-                             f'{list(self.tokens)}')
-        out = {k: float(v) for k, v in weights.items()}
-        if any(v < 0 for v in out.values()):
-            raise ValueError(f'MultiTokenClsHead {arg} must be >= 0, got {out}')
-        return out
+        return token_weights(weights, self.tokens, f'{type(self).__name__} {arg}')
 
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The last backbone output, (N, T, D)."""

@@ -27,6 +27,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from .multi_token_head import token_weights
+
 LOSSES = ('l1', 'mse', 'smooth_l1')
 
 
@@ -80,14 +82,7 @@ class QualityRegressionHead(BaseModule):
         self.heads = nn.ModuleDict({t: head() for t in self.tokens})
 
     def _weights(self, weights: Mapping[str, float], arg: str) -> Dict[str, float]:
-        unknown = [k for k in weights if k not in self.tokens]
-        if unknown:
-            raise ValueError(f'QualityRegressionHead {arg}: {unknown} are not tokens; choose '
-                             f'from {list(self.tokens)}')
-        out = {k: float(v) for k, v in weights.items()}
-        if any(v < 0 for v in out.values()):
-            raise ValueError(f'QualityRegressionHead {arg} must be >= 0, got {out}')
-        return out
+        return token_weights(weights, self.tokens, f'QualityRegressionHead {arg}')
 
     def pre_logits(self, feats: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         x = feats[-1] if isinstance(feats, (tuple, list)) else feats
