@@ -15,7 +15,7 @@ import mmkd  # noqa: F401
 from mmkd.distillers import Distiller, load_model_config
 from mmkd.utils.tool_config import find_distiller_configs, is_runnable_distiller_config
 
-from conftest import DET, DIGITS, REPO, SEG, random_teacher_checkpoint
+from conftest import DEMO, DET, DIGITS, REPO, SEG, random_teacher_checkpoint
 
 # Found by their merged `model` (a distiller with blocks), not by their text: demo method
 # configs inherit the distiller from a shared `_base_distill.py`, which is not runnable.
@@ -84,13 +84,18 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
     """Each demo folder: every config but the teacher, the student and the shared base is a
     runnable distiller, and the base (a distiller without blocks) is not one."""
     expected = set()
-    for task in (DIGITS, DET, SEG):
+    iqa = osp.join(DEMO, 'iqa')
+    IQA = dict(student=osp.join(iqa, 'civt-tiny_synthetic-iqa.py'),
+               teacher=osp.join(iqa, 'nar-resnet18-tiny_synthetic-iqa.py'),
+               teacher_cnn=osp.join(iqa, 'resnet18-tiny_synthetic-iqa.py'),
+               teacher_inv=osp.join(iqa, 'rednet-tiny_synthetic-iqa.py'))
+    for task in (DIGITS, DET, SEG, IQA):
         folder = osp.dirname(task['student'])
         base = osp.join(folder, '_base_distill.py')
         assert Config.fromfile(base).model.type == 'mmkd.Distiller'
         assert not is_runnable_distiller_config(base)
         plain = {task['student'], task['teacher'], task.get('teacher_wrn'),
-                 task.get('teacher_inv'), base}
+                 task.get('teacher_inv'), task.get('teacher_cnn'), base}
         configs = set(glob.glob(osp.join(folder, '*.py'))) - plain
         # a method config may name its own plain student (a ViT for the token methods)
         baselines = {osp.join(REPO, Config.fromfile(c).get('student_baseline'))
@@ -98,7 +103,7 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
         for baseline in baselines:
             assert not is_runnable_distiller_config(baseline)
         expected |= configs - baselines
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 27
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 30
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 

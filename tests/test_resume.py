@@ -191,7 +191,10 @@ def test_epoch_based_vkd_resume_is_bit_exact(tmp_path, teacher_ckpts):
     _assert_same_weights(str(tmp_path / 'full' / 'epoch_2.pth'), str(work / 'epoch_2.pth'))
 
 
-DEMO_DISTILL = find_distiller_configs(DEMO, recursive=True)
+# The IQA (RKIQT) configs resume through the same student/method checkpoint path; not yet
+# in this slow grid (their teachers' random checkpoints live in tests/test_rkiqt.py).
+DEMO_DISTILL = [p for p in find_distiller_configs(DEMO, recursive=True)
+                if not osp.relpath(p, DEMO).startswith('iqa/')]
 
 
 @pytest.mark.slow

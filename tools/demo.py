@@ -59,6 +59,18 @@ TASKS = {
         metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg', split='val',
         teacher=f'{DEMO}/shapes_seg/deeplabv3_r34-wide-d8_shapes.py',
         student=f'{DEMO}/shapes_seg/deeplabv3_r18-tiny-d8_shapes.py'),
+    # No-reference IQA (RKIQT): the main teacher sees a non-aligned reference; the CNN and
+    # involution teachers supervise the student's conv / inv tokens. Not in the main job
+    # (its methods are mgd, ibt, rkiqt: `tools/benchmark/quality.py --tasks iqa`).
+    'iqa': dict(
+        folder=f'{DEMO}/iqa',
+        data='synthetic IQA (scikit-image photos, SSIM labels; 1,200 train / 360 test)',
+        metric='iqa/srcc', metric_name='SRCC (x100)', scale=100.0,
+        work='work_dirs/demo/synthetic_iqa', split='test',
+        teacher=f'{DEMO}/iqa/nar-resnet18-tiny_synthetic-iqa.py',
+        extra_teachers=dict(teacher_cnn=f'{DEMO}/iqa/resnet18-tiny_synthetic-iqa.py',
+                            teacher_inv=f'{DEMO}/iqa/rednet-tiny_synthetic-iqa.py'),
+        student=f'{DEMO}/iqa/civt-tiny_synthetic-iqa.py'),
 }
 
 #: The main job's methods: the mission's own. The full grid (quality.py) runs every method.

@@ -9,7 +9,7 @@ Importing this package registers the datasets in ``mmkd.registry.DATASETS``, so 
 ``type='mmkd.DigitsDataset'`` etc. from any default scope.
 """
 from .digits import DIGIT_CLASSES, DigitsDataset, digit_to_image, stratified_split
-from .transforms import LoadImageFromFileAs, PackImageField
+from .transforms import LoadImageFromFileAs, PackImageField, StackImages
 from .iqa import (IQADataset, KADID10kDataset, KonIQ10kDataset, LIVEChallengeDataset, LIVEDataset,
                   split_by_content)
 from .synthetic_iqa import SyntheticIQADataset, make_synthetic_iqa
@@ -20,6 +20,7 @@ __all__ = [
     'DigitsDataset', 'digit_to_image', 'stratified_split', 'DIGIT_CLASSES',
     'make_shapes_dataset', 'ShapesDetDataset', 'ShapesSegDataset', 'SHAPE_CLASSES',
     'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE', 'PackImageField', 'LoadImageFromFileAs',
+    'StackImages',
     'IQADataset', 'LIVEDataset', 'LIVEChallengeDataset', 'KonIQ10kDataset', 'KADID10kDataset',
     'split_by_content', 'SyntheticIQADataset', 'make_synthetic_iqa'
 ]

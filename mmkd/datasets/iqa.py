@@ -18,6 +18,17 @@ Data info: ``img_path``, ``gt_score`` ((1,) float32, normalised; mmpretrain's ``
 packs it into the data sample), ``raw_score``, ``content`` and, where the set has references,
 ``ref_path`` (the aligned pristine image; a no-reference student never reads it).
 
+**Non-aligned references** (RKIQT's teacher, after CVRKD-IQA): with ``non_aligned_refs`` each
+item also gets ``nar_path``, a pristine image of *other* content, from a pool that never holds
+test content: ``'train'`` (the references of this split seed's training contents, whatever
+split is read, so 'tune' and 'test' items also draw training references only) or a folder of
+pristine images of another set (for LIVEC / KonIQ-10k, which have no references; e.g. KADID-10k's
+81 references). Training draws a new one each time an item is read (numpy's generator, which
+MMEngine seeds per worker); 'tune' / 'test' draw one per item from ``nar_seed``, the same every
+epoch. Load it with ``dict(type='mmkd.LoadImageFromFileAs', key='nar_img', path_key='nar_path')``.
+RKIQT draws its references at random from a pristine pool; how many and how often is not stated
+(our choice: one per read).
+
 Layouts (relative to ``data_root``), as the sets are distributed:
 
 ===========  ==============================================================================
@@ -35,6 +46,7 @@ KADID-10k    ``dmos.csv`` (``dist_img``, ``ref_img``, ``dmos``: in spite of its 
 ===========  ==============================================================================
 """
 import csv
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -82,6 +94,9 @@ class IQADataset(BaseDataset):
         test_fraction (float): share of the contents in 'test'. Default 0.2.
         tune_fraction (float): share of the training contents held out as 'tune'. Default 0.
         score_range (tuple, optional): (low, high) of the score scale; default the set's.
+        non_aligned_refs (str, optional): ``'train'`` or a folder of pristine images: give each
+            item a ``nar_path`` (module docstring). Default None.
+        nar_seed (int): draws of the non-training splits. Default 0.
         pipeline, test_mode, lazy_init, indices, ...: as mmpretrain's ``BaseDataset``.
     """
     SCORE_RANGE: Tuple[float, float] = (0.0, 1.0)
@@ -91,8 +106,14 @@ class IQADataset(BaseDataset):
     def __init__(self, data_root: str, split: str = 'train', split_seed: int = 0,
                  test_fraction: float = 0.2, tune_fraction: float = 0.0,
                  score_range: Optional[Tuple[float, float]] = None, pipeline: Sequence = (),
-                 **kwargs):
+                 non_aligned_refs: Optional[str] = None, nar_seed: int = 0, **kwargs):
         name = type(self).__name__
+        if non_aligned_refs is not None and (not isinstance(non_aligned_refs, str)
+                                             or not non_aligned_refs):
+            raise ValueError(f"{name} non_aligned_refs must be None, 'train' or a folder of "
+                             f'pristine images, got {non_aligned_refs!r}')
+        self.non_aligned_refs, self.nar_seed = non_aligned_refs, int(nar_seed)
+        self.nar_pool: List[Tuple[str, str]] = []  # (path, content), filled with the data list
         if split not in SPLITS:
             raise ValueError(f'{name} split must be one of {list(SPLITS)}, got {split!r}')
         if split == 'tune' and tune_fraction == 0:
@@ -151,7 +172,58 @@ class IQADataset(BaseDataset):
             if r.get('distortion') is not None:
                 info['distortion'] = r['distortion']
             data_list.append(info)
+        if self.non_aligned_refs is not None:
+            self.nar_pool = self._nar_pool(records)
         return data_list
+
+    IMAGE_EXTENSIONS = ('.bmp', '.png', '.jpg', '.jpeg', '.tif', '.tiff')
+
+    def _nar_pool(self, records) -> List[Tuple[str, str]]:
+        """[(path, content)] of the pristine images non-aligned references are drawn from."""
+        name = type(self).__name__
+        if self.non_aligned_refs == 'train':
+            train = set(self.contents['train'])
+            pool = sorted({(r['ref_path'], r['content']) for r in records
+                           if r.get('ref_path') and r['content'] in train})
+            if not pool:
+                raise ValueError(f"{name}: non_aligned_refs='train' needs references, and this "
+                                 'set has none in its training split; give a folder of '
+                                 'pristine images instead (e.g. KADID-10k\'s references)')
+        else:
+            folder = self.non_aligned_refs
+            if not osp.isdir(folder):
+                raise FileNotFoundError(f'{name}: non_aligned_refs folder {folder!r} does not '
+                                        'exist')
+            pool = [(osp.join(folder, f), osp.splitext(f)[0]) for f in sorted(os.listdir(folder))
+                    if f.lower().endswith(self.IMAGE_EXTENSIONS)]
+            if not pool:
+                raise ValueError(f'{name}: no images ({", ".join(self.IMAGE_EXTENSIONS)}) in '
+                                 f'non_aligned_refs folder {folder!r}')
+            test = set(self.contents['test'])
+            if any(c in test for _, c in pool):
+                raise ValueError(f'{name}: the non_aligned_refs folder {folder!r} holds test '
+                                 'content; references must never show test content')
+        if len({c for _, c in pool}) < 2 and self.split == 'train':
+            raise ValueError(f'{name}: {len(pool)} pristine image(s) of one content cannot give '
+                             'every training item a reference of other content')
+        return pool
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        if self.non_aligned_refs is not None:
+            info['nar_path'] = self.draw_reference(info['content'], idx)
+        return info
+
+    def draw_reference(self, content: str, idx: int) -> str:
+        """A pristine image of other content than ``content`` (module docstring)."""
+        choices = [p for p, c in self.nar_pool if c != content]
+        if not choices:
+            raise ValueError(f'{type(self).__name__}: no non-aligned reference of other content '
+                             f'than {content!r} in the pool of {len(self.nar_pool)}')
+        if self.split == 'train':
+            return choices[np.random.randint(len(choices))]
+        rng = np.random.default_rng([self.nar_seed, idx])
+        return choices[int(rng.integers(len(choices)))]
 
 
 def _loadmat(path: str) -> dict:

@@ -82,3 +82,48 @@ class LoadImageFromFileAs(BaseTransform):
         data = fileio.get(results[self.path_key], backend_args=self.backend_args)
         results[self.key] = mmcv.imfrombytes(data, flag=self.color_type)
         return results
+
+
+@TRANSFORMS.register_module()
+class StackImages(BaseTransform):
+    """Concatenate images on the channel axis into ``results[out]``: the (H, W, C_1 + C_2 +
+    ...) input of a teacher that sees several images at once, e.g. the distorted image and a
+    non-aligned reference of RKIQT's teacher (``keys=['img', 'nar_img']``). The distiller feeds
+    the same concatenation when that teacher is declared with ``inputs=['inputs', 'nar_img']``
+    (:mod:`mmkd.distillers.teachers`). Images of another size than the first are resized to it
+    (``interpolation``, mmcv's), as references of another resolution must be; ``img_shape``
+    follows ``out``.
+
+    Args:
+        keys (list[str]): results keys, in channel order. At least two.
+        out (str): where the stack goes. Default 'img'.
+        interpolation (str): for resizing. Default 'bilinear'.
+    """
+
+    def __init__(self, keys, out: str = 'img', interpolation: str = 'bilinear'):
+        self.keys = list(keys)
+        if len(self.keys) < 2 or len(set(self.keys)) != len(self.keys):
+            raise ValueError(f'StackImages: keys must be two or more distinct results keys, got '
+                             f'{keys!r}')
+        self.out, self.interpolation = out, interpolation
+
+    def transform(self, results: dict) -> dict:
+        import mmcv
+        missing = [k for k in self.keys if k not in results]
+        if missing:
+            raise KeyError(f'StackImages: the results have no {missing[0]!r} image (keys '
+                           f'present: {sorted(results)}).')
+        images = [results[k] if results[k].ndim == 3 else results[k][..., None]
+                  for k in self.keys]
+        h, w = images[0].shape[:2]
+        images = [img if img.shape[:2] == (h, w) else
+                  mmcv.imresize(img, (w, h), interpolation=self.interpolation)
+                  for img in images]
+        images = [img if img.ndim == 3 else img[..., None] for img in images]
+        results[self.out] = np.ascontiguousarray(np.concatenate(images, axis=2))
+        if self.out == 'img':
+            results['img_shape'] = (h, w)
+        return results
+
+    def __repr__(self):
+        return f'{type(self).__name__}(keys={self.keys!r}, out={self.out!r})'

@@ -439,9 +439,16 @@ class Distiller(BaseModel):
             raise KeyError(f'{where}: `checkpoint` (path or URL of the trained teacher) is '
                            'required.')
         inputs = teacher.get('inputs', 'inputs')
-        if not isinstance(inputs, str) or not inputs:
-            raise TypeError(f"{where}: inputs must be 'inputs' (the student's batch) or the "
-                            f'name of a data-sample field, got {inputs!r}.')
+        sources = [inputs] if isinstance(inputs, str) else inputs
+        if (not isinstance(sources, (list, tuple)) or not sources
+                or not all(isinstance(x, str) and x for x in sources)
+                or len(set(sources)) != len(sources)):
+            raise TypeError(f"{where}: inputs must be 'inputs' (the student's batch), the "
+                            'name of a data-sample field, or a list of distinct ones '
+                            f"(concatenated on channels, e.g. ['inputs', 'nar_img']), got "
+                            f'{inputs!r}.')
+        if not isinstance(inputs, str):
+            inputs = list(inputs)
         source = teacher.get('config', teacher.get('model'))
         cfg, file_scope = load_model_config(source)
         cfg = without_pretrained(cfg)  # all teacher weights come from its checkpoint
@@ -666,6 +673,30 @@ class Distiller(BaseModel):
                 raise
         recorder.finish()
 
+    @property
+    def privileged_fields(self) -> List[str]:
+        """Data-sample fields some teacher reads (``inputs='<field>'``): never shown to the
+        student."""
+        return sorted({f for t in self._teachers.values() for f in t.view.fields})
+
+    def student_samples(self, data_samples):
+        """The data samples the student is given: ``data_samples`` without the teachers'
+        privileged fields (a reference image, ...). New sample objects with the same metainfo
+        and every other field (shared, not copied); the originals are left for the teachers.
+        """
+        hidden = self.privileged_fields
+        if not hidden or not data_samples:
+            return data_samples
+        out = []
+        for sample in data_samples:
+            if not any(k in sample for k in hidden):
+                out.append(sample)
+                continue
+            kept = type(sample)(metainfo=sample.metainfo)
+            kept.set_data({k: v for k, v in sample.items() if k not in hidden})
+            out.append(kept)
+        return out
+
     def record_teachers(self, inputs, data_samples=None):
         """Run every teacher on its view of the batch (no grad); values land in
         ``teacher_info(name).recorder.data``."""
@@ -680,7 +711,7 @@ class Distiller(BaseModel):
         if mode in ('predict', 'tensor'):
             name = self._eval_teacher_name()
             if name is None:
-                return self.student(inputs, data_samples, mode=mode)
+                return self.student(inputs, self.student_samples(data_samples), mode=mode)
             t = self._teachers[name]
             return t.model(t.view(inputs, data_samples), data_samples, mode=mode)
         raise RuntimeError(f'Invalid mode {mode!r}: only "loss", "predict" and "tensor" are '
@@ -691,7 +722,8 @@ class Distiller(BaseModel):
 
         self.student_recorder.start()
         try:
-            student_losses = self.student(inputs, data_samples, mode='loss')
+            student_losses = self.student(inputs, self.student_samples(data_samples),
+                                          mode='loss')
         except Exception:
             self.student_recorder.enabled = False
             raise

@@ -11,6 +11,18 @@ normalisation, inputs, stop_early])``. What it is fed::
       inputs='<field>'  -> data_samples[i].<field> (C, H', W') raw images stacked, then
                            x_t = (flip(raw) - mean_t) / std_t   (a privileged input, e.g. a
                            reference image the student never sees)
+      inputs=['inputs', '<field>', ...]
+                        -> each source as raw images in load order (the student's batch
+                           un-normalised), concatenated on channels (N, C_1 + C_2 + ..., H, W),
+                           then x_t = (raw - mean_t) / std_t with one mean/std per channel:
+                           a teacher fed the distorted image and a reference as one 6-channel
+                           input (mmkd.StackImages builds the same input for its own training)
+
+Fields a teacher reads are privileged: the distiller removes them from the data samples the
+student is given (:meth:`mmkd.distillers.Distiller.student_samples`).
+
+The channel flip (``bgr_to_rgb`` / ``to_rgb``) applies to 3-channel inputs only, as in every
+OpenMMLab data preprocessor; a multi-source teacher states its mean/std in load order.
 
 ``normalisation`` says which mean/std/channel order the teacher expects: ``None`` (default) reads
 them from the teacher's own ``data_preprocessor`` (its config's, like any OpenMMLab model; a
@@ -95,10 +107,15 @@ class Normalisation:
         mean, std = self._stats(x)
         return (x - mean) / std
 
+    def flips(self, x: torch.Tensor) -> bool:
+        """Whether the channel flip applies to ``x``: 3-channel images only (OpenMMLab's
+        preprocessors leave grey and multi-source inputs in load order)."""
+        return self.flip_channels and x.dim() > 1 and x.shape[1] == 3
+
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw images (N, C, ...) in the loaded channel order -> this normalisation."""
         x = raw if raw.is_floating_point() else raw.float()
-        return self.scale(x.flip(1) if self.flip_channels else x)
+        return self.scale(x.flip(1) if self.flips(x) else x)
 
     def denormalise(self, x: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`normalise` up to the flip: values in this normalisation's
@@ -122,24 +139,34 @@ class TeacherView:
         student (Normalisation | None): the student's preprocessor (None: not an image
             preprocessor, the batch passes through unchanged).
         teacher (Normalisation | None): the teacher's; None feeds the student's batch.
-        inputs (str): ``'inputs'`` or the name of a data-sample field holding a raw image.
+        inputs (str | list[str]): ``'inputs'``, the name of a data-sample field holding a raw
+            image, or a list of those, concatenated on channels.
         who (str): the teacher, for error messages.
     """
 
     def __init__(self, student: Optional[Normalisation], teacher: Optional[Normalisation],
-                 inputs: str = 'inputs', who: str = 'teacher'):
+                 inputs='inputs', who: str = 'teacher'):
         self.student, self.teacher, self.inputs, self.who = student, teacher, inputs, who
+        self.sources = [inputs] if isinstance(inputs, str) else list(inputs)
         self.identity = inputs == 'inputs' and (
             teacher is None or student is None or teacher.same_as(student))
 
+    @property
+    def fields(self) -> List[str]:
+        """The data-sample fields this teacher reads (privileged: the student never gets
+        them)."""
+        return [s for s in self.sources if s != 'inputs']
+
     def __call__(self, inputs, data_samples=None):
+        if not isinstance(self.inputs, str):
+            return self._stacked(inputs, data_samples)
         if self.inputs != 'inputs':
             return self._field(inputs, data_samples)
         if self.identity or not isinstance(inputs, torch.Tensor):
             return inputs
         _check_channels(self.student, inputs, f'{self.who} (student batch)')
         raw = self.student.denormalise(inputs)  # student's channel order
-        if self.student.flip_channels != self.teacher.flip_channels:
+        if self.student.flips(raw) != self.teacher.flips(raw):
             raw = raw.flip(1)  # now in the order the teacher's mean/std are given in
         out = self.teacher.scale(raw)
         # Padding is restored in place: never in the student's own batch.
@@ -163,28 +190,57 @@ class TeacherView:
         return x
 
     def _field(self, inputs, data_samples):
+        raw = self._raw_field(self.inputs, inputs, data_samples)
+        out = self.teacher.normalise(raw) if self.teacher else raw.float()
+        if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
+            out = out.to(inputs.dtype)
+        return out
+
+    def _raw_field(self, field: str, inputs, data_samples) -> torch.Tensor:
+        """(N, C, H, W) raw images of ``data_samples[i].<field>`` in load order."""
         if not data_samples:
             # The dry run has no data samples: a random image of the student's batch shape.
             if isinstance(inputs, torch.Tensor):
-                return self.teacher.normalise(inputs) if self.teacher else inputs
-            raise ValueError(f'{self.who} reads data_samples[i].{self.inputs}, but this batch '
+                return inputs
+            raise ValueError(f'{self.who} reads data_samples[i].{field}, but this batch '
                              'has no data samples.')
-        missing = [i for i, s in enumerate(data_samples) if self.inputs not in s]
+        missing = [i for i, s in enumerate(data_samples) if field not in s]
         if missing:
             raise KeyError(
-                f'{self.who} reads its input from the data samples\' field {self.inputs!r}, '
+                f'{self.who} reads its input from the data samples\' field {field!r}, '
                 f'which samples {missing[:5]} lack: the dataset pipeline must add it (e.g. '
-                f"dict(type='mmkd.PackImageField', keys=[{self.inputs!r}], pack=<the Pack* "
+                f"dict(type='mmkd.PackImageField', keys=[{field!r}], pack=<the Pack* "
                 'transform>); see docs/multi_teacher.md).')
-        images = [torch.as_tensor(getattr(s, self.inputs)) for s in data_samples]
+        images = [torch.as_tensor(getattr(s, field)) for s in data_samples]
         shapes = {tuple(t.shape) for t in images}
         if len(shapes) > 1:
-            raise ValueError(f'{self.who}: the {self.inputs!r} images of one batch must have '
+            raise ValueError(f'{self.who}: the {field!r} images of one batch must have '
                              f'one shape to be stacked, got {sorted(shapes)}.')
         raw = torch.stack(images)
-        if isinstance(inputs, torch.Tensor):
-            raw = raw.to(inputs.device)
-        out = self.teacher.normalise(raw) if self.teacher else raw.float()
+        return raw.to(inputs.device) if isinstance(inputs, torch.Tensor) else raw
+
+    def _raw_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's normalised batch back to raw images in load order."""
+        if self.student is None:
+            return inputs
+        _check_channels(self.student, inputs, f'{self.who} (student batch)')
+        raw = self.student.denormalise(inputs)
+        return raw.flip(1) if self.student.flips(raw) else raw
+
+    def _stacked(self, inputs, data_samples):
+        parts = []
+        for source in self.sources:
+            raw = (self._raw_inputs(inputs) if source == 'inputs' else
+                   self._raw_field(source, inputs, data_samples))
+            parts.append(raw if raw.is_floating_point() else raw.float())
+        sizes = {tuple(p.shape[2:]) for p in parts}
+        if len(sizes) > 1:
+            raise ValueError(f'{self.who}: its sources {self.sources} must have one spatial '
+                             f'size to be concatenated, got {[tuple(p.shape) for p in parts]}.')
+        raw = torch.cat(parts, dim=1)
+        if self.teacher is not None:
+            _check_channels(self.teacher, raw, f'{self.who} (sources {self.sources})')
+        out = self.teacher.normalise(raw) if self.teacher else raw
         if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
             out = out.to(inputs.dtype)
         return out
@@ -222,7 +278,12 @@ class Teacher:
 
     def log_view(self):
         view = self.view
-        if view.inputs != 'inputs':
+        if not isinstance(view.inputs, str):
+            print_log(f'The {self.desc} is fed {view.sources} concatenated on channels '
+                      '(the batch un-normalised, data-sample fields raw), normalised with '
+                      f'{view.teacher.describe() if view.teacher else "nothing"}.',
+                      logger='current', level=logging.INFO)
+        elif view.inputs != 'inputs':
             print_log(f'The {self.desc} is fed data_samples[i].{view.inputs}, normalised with '
                       f'{view.teacher.describe() if view.teacher else "nothing"}.',
                       logger='current', level=logging.INFO)

@@ -7,9 +7,10 @@ from .ensemble_kd import EnsembleKD
 from .feature_mse import FeatureMSE
 from .logit_kd import LogitKD
 from .mgd import MGD, MGDGenerator, mgd_mask
+from .quality_kd import QualityKD
 from .vkd import OrthogonalProjector, VkD
 
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
            'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
            'DDIMSampler', 'EnsembleKD', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
-           'spatial_attention_map', 'MGD', 'MGDGenerator', 'mgd_mask']
+           'spatial_attention_map', 'MGD', 'MGDGenerator', 'mgd_mask', 'QualityKD']

@@ -12,6 +12,10 @@ Data flow for one level, student map s (N, C_s, H_s, W_s), teacher map t (N, C_t
       -> generator: Conv3x3 C_t -> C_t, ReLU, Conv3x3 C_t -> C_t  (padding 1)
       -> loss = alpha * sum((G(s * M) - t)^2) / N
 
+ViT tokens (N, L, C) (``skip_tokens`` = k given) become a map: the first k (class and other
+extra tokens) are dropped and the L - k patch tokens, a square grid, are laid out as
+(N, C, sqrt(L - k), sqrt(L - k)); RKIQT's student is a ViT whose patch tokens feed the generator.
+
 Vectors (N, C) are treated as (N, C, 1, 1) maps (the channel mask applies; a 3x3 conv with
 padding 1 on a 1x1 map is its centre tap, a linear layer), e.g. a quality head's input.
 
@@ -90,6 +94,8 @@ class MGD(LevelwiseMethod):
         resize (str, optional): a student map of another spatial size is resized to the
             teacher's with this ``F.interpolate`` mode ('bilinear', default; RKIQT's adaptive
             layer) or an error (None, as the authors, who assert equal sizes).
+        skip_tokens (int, optional): student values are ViT tokens (N, L, C); drop the first
+            ``skip_tokens`` and lay the patch tokens out as a map (module docstring).
         loss_name (str): Default 'loss_mgd'.
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
     """
@@ -97,8 +103,11 @@ class MGD(LevelwiseMethod):
     def __init__(self, preset: str = 'detection', mask: Optional[str] = None,
                  ratio: Optional[float] = None, alpha: Optional[float] = None,
                  align: str = 'auto', resize: Optional[str] = 'bilinear',
-                 loss_name: str = 'loss_mgd', **kwargs):
+                 skip_tokens: Optional[int] = None, loss_name: str = 'loss_mgd', **kwargs):
         super().__init__(**kwargs)
+        if skip_tokens is not None and (not isinstance(skip_tokens, int) or skip_tokens < 0):
+            raise ValueError(f'MGD skip_tokens must be None or an int >= 0, got {skip_tokens!r}')
+        self.skip_tokens = skip_tokens
         if preset not in PRESETS:
             raise ValueError(f'MGD preset must be one of {list(PRESETS)}, got {preset!r}')
         cfg = dict(PRESETS[preset])
@@ -120,12 +129,31 @@ class MGD(LevelwiseMethod):
             return x[:, :, None, None]
         if x.dim() != 4:
             raise ValueError(f'MGD needs (N, C, H, W) maps or (N, C) vectors; the {who} gives '
-                             f'{tuple(x.shape)} (for ViT tokens record a feature map, e.g. '
-                             "StemTokenViT(out_type='featmap')).")
+                             f'{tuple(x.shape)} (for ViT tokens set skip_tokens, or record a '
+                             "feature map, e.g. StemTokenViT(out_type='featmap')).")
         return x
 
+    @staticmethod
+    def tokens_to_map(x: torch.Tensor, skip: int) -> torch.Tensor:
+        """(N, L, C) tokens -> (N, C, h, w) map of the L - ``skip`` patch tokens (h = w)."""
+        if x.dim() != 3:
+            raise ValueError(f'MGD(skip_tokens={skip}) needs (N, L, C) student tokens, got '
+                             f'{tuple(x.shape)}.')
+        n, length, c = x.shape
+        side = int(round((length - skip) ** 0.5)) if length > skip else 0
+        if side * side != length - skip or side == 0:
+            raise ValueError(f'MGD(skip_tokens={skip}): {length} tokens leave {length - skip} '
+                             'patch tokens, not a square grid; skip_tokens is the number of '
+                             'class / extra tokens before the patches.')
+        return x[:, skip:].transpose(1, 2).reshape(n, c, side, side)
+
+    def student_map(self, student: torch.Tensor) -> torch.Tensor:
+        if self.skip_tokens is not None:
+            student = self.tokens_to_map(student, self.skip_tokens)
+        return self.as_map(student, 'student')
+
     def build_level(self, student, teacher):
-        s, t = self.as_map(student, 'student'), self.as_map(teacher, 'teacher')
+        s, t = self.student_map(student), self.as_map(teacher, 'teacher')
         c_s, c_t = s.shape[1], t.shape[1]
         if self.align == 'none' and c_s != c_t:
             raise ValueError(f"MGD(align='none') needs equal channels, got student {c_s} and "
@@ -134,7 +162,7 @@ class MGD(LevelwiseMethod):
 
     def level_loss(self, student, teacher, connector, data_samples=None
                    ) -> Dict[str, torch.Tensor]:
-        s, t = self.as_map(student, 'student'), self.as_map(teacher, 'teacher')
+        s, t = self.student_map(student), self.as_map(teacher, 'teacher')
         if s.shape[2:] != t.shape[2:]:
             if self.resize is None:
                 raise ValueError(f'MGD: student map {tuple(s.shape[2:])} and teacher map '

@@ -1,5 +1,6 @@
 from .cifar_resnet import CifarResNet
 from .cifar_wide_resnet import CifarWideResNet
+from .non_aligned_reference import NonAlignedReferenceBackbone
 from .rednet import (Involution, InvolutionBottleneck, RedNet, convert_rednet_checkpoint,
                      rednet_stem)
 from .stem_token_vit import (ConvPatchStem, InvolutionPatchStem, LinearPatchStem, StemTokenViT,
@@ -7,4 +8,5 @@ from .stem_token_vit import (ConvPatchStem, InvolutionPatchStem, LinearPatchStem
 
 __all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
            'LinearPatchStem', 'StemTokenViT', 'convert_vit_checkpoint', 'Involution',
-           'InvolutionBottleneck', 'RedNet', 'convert_rednet_checkpoint', 'rednet_stem']
+           'InvolutionBottleneck', 'RedNet', 'convert_rednet_checkpoint', 'rednet_stem',
+           'NonAlignedReferenceBackbone']
