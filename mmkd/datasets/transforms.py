@@ -113,12 +113,11 @@ class StackImages(BaseTransform):
         if missing:
             raise KeyError(f'StackImages: the results have no {missing[0]!r} image (keys '
                            f'present: {sorted(results)}).')
-        images = [results[k] if results[k].ndim == 3 else results[k][..., None]
+        h, w = results[self.keys[0]].shape[:2]
+        images = [results[k] if results[k].shape[:2] == (h, w) else
+                  mmcv.imresize(results[k], (w, h), interpolation=self.interpolation)
                   for k in self.keys]
-        h, w = images[0].shape[:2]
-        images = [img if img.shape[:2] == (h, w) else
-                  mmcv.imresize(img, (w, h), interpolation=self.interpolation)
-                  for img in images]
+        # grey images (and cv2's resize of a 1-channel image) are (H, W): give them a channel
         images = [img if img.ndim == 3 else img[..., None] for img in images]
         results[self.out] = np.ascontiguousarray(np.concatenate(images, axis=2))
         if self.out == 'img':
