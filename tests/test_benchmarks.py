@@ -175,9 +175,9 @@ def test_grid_method_selection_and_summary():
     assert '| ibt |' in quality.summarise([row])
 
 
-def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):
+def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root, tmp_path):
     """``quality.py --tune`` trains without the tuning split and scores on it: never on the
-    reported split (digits test, shapes val)."""
+    reported split (digits and IQA test, shapes val)."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import DefaultScope
 
@@ -210,3 +210,28 @@ def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root):
             assert quality.TUNE_OPTIONS[task][-2:] == [
                 f'{e}.ann_file=data/shapes/annotations/instances_tune.json'
                 for e in ('val_evaluator', 'test_evaluator')]
+
+
+    # IQA: 3 of the 12 training photos; no photo in both (the configs report on 'test').
+    root = str(tmp_path / 'iqa')
+    cfg = Config.fromfile(osp.join(REPO, sys.modules['demo'].TASKS['iqa']['student']))
+    parsed = argparse.Namespace()
+    DictAction(option_strings=['--cfg-options'], dest='options')(None, parsed, [
+        *quality.TUNE_OPTIONS['iqa'],
+        *[f'{loader}.dataset.data_root={root}' for loader in ('train_dataloader',
+                                                              'val_dataloader',
+                                                              'test_dataloader')]])
+    reported = {s: DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=root, split=s))
+                for s in ('train', 'test')}
+    cfg.merge_from_dict(parsed.options)
+    assert cfg.train_dataloader.dataset.tune_fraction == 0.25
+    train = DATASETS.build(cfg.train_dataloader.dataset)
+
+    def contents(dataset):
+        return {dataset.get_data_info(i)['content'] for i in range(len(dataset))}
+    for loader in ('val_dataloader', 'test_dataloader'):
+        val = DATASETS.build(cfg[loader].dataset)
+        assert val.split == 'tune' and len(contents(val)) == 3 and len(contents(train)) == 9
+        assert not contents(val) & contents(train)
+        assert contents(val) < contents(reported['train'])
+        assert not contents(val) & contents(reported['test'])

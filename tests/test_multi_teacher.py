@@ -222,6 +222,13 @@ def test_load_image_from_file_as_reads_a_second_image(tmp_path):
     assert np.array_equal(out['ref_img'], img)  # BGR, as loaded (png is lossless)
     with pytest.raises(KeyError, match="no 'ref_path' path"):
         LoadImageFromFileAs(key='ref_img', path_key='ref_path')(dict())
+    # Its own transforms see that image alone: the item's img and shapes are untouched.
+    import mmpretrain.datasets  # noqa: F401 (registers mmpretrain's transforms)
+    crop = LoadImageFromFileAs(key='ref_img', path_key='ref_path', transforms=[
+        dict(type='mmpretrain.CenterCrop', crop_size=3)])
+    item = crop(dict(ref_path=str(tmp_path / 'ref.png'), img=img[:4], img_shape=(4, 7)))
+    assert np.array_equal(item['ref_img'], img[1:4, 2:5])
+    assert item['img_shape'] == (4, 7) and item['img'].shape == (4, 7, 3)
 
 
 # ---------------------------------------------------------------------- ensemble

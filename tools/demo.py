@@ -64,7 +64,7 @@ TASKS = {
     # (its methods are mgd, ibt, rkiqt: `tools/benchmark/quality.py --tasks iqa`).
     'iqa': dict(
         folder=f'{DEMO}/iqa',
-        data='synthetic IQA (scikit-image photos, SSIM labels; 1,200 train / 360 test)',
+        data='synthetic IQA (scikit-image photos, SSIM labels; 1,440 train / 360 test)',
         metric='iqa/srcc', metric_name='SRCC (x100)', scale=100.0,
         work='work_dirs/demo/synthetic_iqa', split='test',
         teacher=f'{DEMO}/iqa/nar-resnet18-tiny_synthetic-iqa.py',

@@ -66,12 +66,19 @@ def _chw_tensor(img, key: str) -> torch.Tensor:
 @TRANSFORMS.register_module()
 class LoadImageFromFileAs(BaseTransform):
     """Load the image at ``results[path_key]`` into ``results[key]`` (H, W, C uint8, BGR), for
-    a second image per item such as a reference picture. Uses mmcv's image I/O."""
+    a second image per item such as a reference picture. Uses mmcv's image I/O.
+
+    ``transforms`` (optional, a list of transform configs, e.g. ``[dict(type='RandomCrop',
+    crop_size=224)]``) run on that image alone, as if it were a results dict's ``img``: a
+    non-aligned reference is cropped at its own resolution and position, not with the item's
+    crop box (and never resized from another size, which would change its sharpness)."""
 
     def __init__(self, key: str, path_key: str, color_type: str = 'color',
-                 backend_args: dict = None):
+                 backend_args: dict = None, transforms: list = None):
+        from mmcv.transforms import Compose
         self.key, self.path_key = key, path_key
         self.color_type, self.backend_args = color_type, backend_args
+        self.transforms = Compose(list(transforms)) if transforms else None
 
     def transform(self, results: dict) -> dict:
         import mmcv
@@ -80,7 +87,12 @@ class LoadImageFromFileAs(BaseTransform):
             raise KeyError(f'LoadImageFromFileAs: the results have no {self.path_key!r} path '
                            '(the dataset\'s data list must give one per item).')
         data = fileio.get(results[self.path_key], backend_args=self.backend_args)
-        results[self.key] = mmcv.imfrombytes(data, flag=self.color_type)
+        img = mmcv.imfrombytes(data, flag=self.color_type)
+        if self.transforms is not None:
+            own = self.transforms(dict(img=img, img_path=results[self.path_key],
+                                       img_shape=img.shape[:2], ori_shape=img.shape[:2]))
+            img = own['img']
+        results[self.key] = img
         return results
 
 

@@ -1,8 +1,9 @@
 # No-reference CNN on the scikit-image IQA demo set (mmkd.SyntheticIQADataset: 15 photos x 4
 # crops x 6 distortions x 5 levels, quality = SSIM against the pristine crop, split by photo:
-# 10 train / 2 tune / 3 test photos; generated into data/synthetic_iqa32 on first use, seconds),
-# at 32x32 crops so a CPU trains it in minutes. mmpretrain's CIFAR ResNet-18 at a quarter width
-# with a quality-regression head (L1 on the [0, 1] quality), scored by SRCC / PLCC.
+# 12 train / 3 test photos, 3 of the 12 held out as 'tune' by quality.py --tune; generated
+# into data/synthetic_iqa32 on first use, seconds), at 32x32 crops so a CPU trains it in
+# minutes. mmpretrain's CIFAR ResNet-18 at a quarter width with a quality-regression head
+# (L1 on the [0, 1] quality), scored by SRCC / PLCC.
 # The CNN teacher of the inductive-bias tokens (the conv token's) and the shared data/recipe of
 # every config in this folder. Recipe chosen on the tune split (docs/benchmarks.md, "RKIQT").
 _base_ = [
@@ -19,8 +20,7 @@ data_preprocessor = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.
                          to_rgb=True)
 
 data_root = 'data/synthetic_iqa32'
-iqa_data = dict(type='mmkd.SyntheticIQADataset', data_root=data_root, crop_size=32,
-                tune_fraction=0.2)
+iqa_data = dict(type='mmkd.SyntheticIQADataset', data_root=data_root, crop_size=32)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
