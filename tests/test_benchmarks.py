@@ -211,7 +211,6 @@ def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root, tmp_pat
                 f'{e}.ann_file=data/shapes/annotations/instances_tune.json'
                 for e in ('val_evaluator', 'test_evaluator')]
 
-
     # IQA: 3 of the 12 training photos; no photo in both (the configs report on 'test').
     root = str(tmp_path / 'iqa')
     cfg = Config.fromfile(osp.join(REPO, sys.modules['demo'].TASKS['iqa']['student']))
