@@ -7,6 +7,7 @@ import glob
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS as ROOT
 from mmengine.registry import DefaultScope
@@ -52,6 +53,7 @@ def test_distillation_config_builds(path, tmp_path):
                                                        str(tmp_path / f'teacher{i}.pth'))
         # The random checkpoint is in the model's own key layout (revise_keys: own test).
         teacher.pop('revise_keys', None)
+    fake_letkd_templates(model, teachers[0], tmp_path)
     if '/demo/' not in path:
         model.dry_run_input_shape = (1, 3, 64, 64)  # enough to size methods, quick on a CPU
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
@@ -60,6 +62,37 @@ def test_distillation_config_builds(path, tmp_path):
         distiller = ROOT.build(model)
     assert isinstance(distiller, Distiller)
     assert all(m.built for m in distiller.methods.values())
+
+
+def fake_letkd_templates(model, teacher, tmp_path):
+    """letKD blocks name templates files made from a trained teacher: write random ones of
+    the widths the config implies (K from the student's KDLayer, C from the teacher's point,
+    8 sub-classes per class), so that the build still checks both."""
+    for name, block in model.blocks.items():
+        kind = block.method.get('type')
+        if kind not in ('LetKD', 'LetKDSubclass'):
+            continue
+        insert = block.student.split('.')[1]  # 'kd_inserts.<insert>.scores'
+        k = model.student_inserts[insert].module.num_templates
+        t_cfg, scope = load_model_config(teacher.config)
+        with DefaultScope.overwrite_default_scope(scope or 'mmpretrain'):
+            net = ROOT.build(t_cfg).eval()
+        found = {}
+        net.get_submodule(block.teacher).register_forward_hook(
+            lambda m, i, o: found.update(c=o.shape[1]))  # returns None: output unchanged
+        with torch.no_grad():
+            net.extract_feat(torch.zeros(1, 3, 64, 64))
+        c = found['c']
+        path = str(tmp_path / f'{name}_templates.pth')
+        if kind == 'LetKD':
+            torch.save(dict(kind='kmeans', centres=torch.randn(k, c)), path)
+        else:
+            n = min(60, c)
+            torch.save(dict(kind='subclass', lda_mean=torch.zeros(c),
+                            lda_scalings=torch.randn(c, n), centres=torch.randn(k, n),
+                            score_matrix=torch.full((k, k), 1.0 / k), num_subclasses=8),
+                       path)
+        block.method.templates = path
 
 
 def test_dry_run_input_shape_is_inferred_from_the_config():
@@ -103,7 +136,7 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
         for baseline in baselines:
             assert not is_runnable_distiller_config(baseline)
         expected |= configs - baselines
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 30
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 32
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 

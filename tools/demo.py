@@ -148,6 +148,44 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     return score, ckpt
 
 
+_templates_lock = threading.Lock()
+
+
+def ensure_templates(config, teacher_ckpt, options=(), threads=None):
+    """--cfg-options that point a config's letKD blocks at templates made from
+    ``teacher_ckpt``. A config lists them in ``letkd_templates`` (block name -> arguments of
+    tools/analysis/letkd_templates.py); each file is written beside the checkpoint, once (again
+    when the checkpoint is newer), from the teacher's training images: ``options`` that set
+    ``train_dataloader.*`` (the tune split's exclusion) are passed on."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, config))
+    specs = cfg.get('letkd_templates')
+    if not specs:
+        return []
+    teacher_config = cfg.model.teacher.config
+    train_options = [o for o in options if o.startswith('train_dataloader.')]
+    out = []
+    for name, args in specs.items():
+        path = osp.join(osp.dirname(teacher_ckpt), f'letkd_{name}.pth')
+        with _templates_lock:
+            if not osp.isfile(path) or osp.getmtime(path) < osp.getmtime(teacher_ckpt):
+                cmd = [sys.executable, 'tools/analysis/letkd_templates.py', teacher_config,
+                       teacher_ckpt, *args, '--out', path]
+                if train_options:
+                    cmd += ['--cfg-options', *train_options]
+                env = dict(os.environ, PYTHONWARNINGS='ignore')
+                if threads:
+                    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+                proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+                if proc.returncode != 0:
+                    raise RunFailed(f'Templates failed ({" ".join(cmd)}):\n'
+                                    f'{proc.stdout[-3000:]}')
+                print(f'letKD templates {name}: {osp.relpath(path, REPO)}', flush=True)
+        out.append(f'model.blocks.{name}.method.templates={path}')
+    return out
+
+
 def demo_teachers():
     """{config path: (task, name)} of every teacher the demo can train: each task's main
     teacher (name 'teacher') and its ``extra_teachers``."""
@@ -272,6 +310,8 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     def distill(task, method, config, extra, seed):
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
         ckpts = [f'{key}.checkpoint={teachers[tn].result()[1]}' for key, tn in uses[config]]
+        ckpts += ensure_templates(config, teachers[uses[config][0][1]].result()[1],
+                                  options.get(task, ()), threads)
         return _run(f'[{task}] {method} seed {seed}', config, f'{root}/{method}_seed{seed}',
                     spec, [f'randomness.seed={seed}', *ckpts, *options.get(task, ()), *extra],
                     threads)

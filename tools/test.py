@@ -4,6 +4,7 @@
     python tools/test.py CONFIG --teacher             # the teacher alone, from its checkpoint
     python tools/test.py CONFIG --teacher det         # one of several teachers, by name
     python tools/test.py BASE_CONFIG student.pth      # an exported student in its plain config
+    python tools/test.py CONFIG CHECKPOINT --out preds.pkl   # also dump every prediction
 """
 import argparse
 import os
@@ -31,6 +32,8 @@ def parse_args():
                         'checkpoint, fed as in distillation) instead of the student; with '
                         'several teachers, give its name')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
+    parser.add_argument('--out', help='dump every prediction (the data samples the model '
+                        'returns) to this pickle file (MMEngine\'s DumpResults)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings in the config, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -88,6 +91,12 @@ def main():
     cfg.load_from = None
     if args.launcher != 'none':
         setup_cpu_distributed(cfg)
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit(f'--out {args.out}: the file must end with .pkl or .pickle.')
+        evaluators = cfg.test_evaluator
+        evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
 
     runner = Runner.from_cfg(cfg)
     if not args.teacher:

@@ -40,6 +40,7 @@ from mmengine.registry import DefaultScope
 from ..recorders import (ModuleRecorder, RecordPoint, RecordPointError, StopForward,
                          expand_points, find_module, parse_point)
 from ..registry import MODELS
+from .inserts import attach_inserts
 from .loss_weights import LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
@@ -251,6 +252,10 @@ class Distiller(BaseModel):
             after the student's own initialisation, copy the teacher's weights under those
             prefixes into the student (strict: every copied key must exist in the student with
             the same shape), as MGD/FGD do for detection necks and heads. Logged by name.
+        student_inserts (dict, optional): modules inserted into the student after some of its
+            modules, ``name -> dict(after=<student module>, module=dict(type=...))``: part of
+            the student for training, test and export (weights ``student.kd_inserts.<name>.*``;
+            see :mod:`mmkd.distillers.inserts`). letKD's KD layer is one.
         init_cfg (dict, optional): as for any BaseModule.
 
     Training checkpoints hold only the student and the methods (teachers are reloaded from
@@ -268,6 +273,7 @@ class Distiller(BaseModel):
                  eval_teacher: Union[bool, str] = False,
                  nonfinite_loss: str = 'raise',
                  init_student_from: Optional[dict] = None,
+                 student_inserts: Optional[Dict[str, dict]] = None,
                  data_preprocessor=None,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -279,6 +285,7 @@ class Distiller(BaseModel):
         self._skip_step = False
         teacher_cfgs = self._teacher_configs(teacher, teachers)
         self.student = self._build_student(student, student_scope, data_preprocessor)
+        attach_inserts(self.student, student_inserts, 'student')
         # Building the teachers and the methods and the dry run draw random numbers; the torch
         # generator is put back to this point at the end, so the student's init_weights() (run
         # by the Runner after the build) draws what it draws in a plain student run with the

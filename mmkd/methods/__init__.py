@@ -5,6 +5,7 @@ from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoi
 from .dist import DIST
 from .ensemble_kd import EnsembleKD
 from .feature_mse import FeatureMSE
+from .letkd import CosineConv2d, KDLayer, LetKD, LetKDSubclass
 from .logit_kd import LogitKD
 from .mgd import MGD, MGDGenerator, mgd_mask
 from .quality_kd import QualityKD
@@ -13,4 +14,5 @@ from .vkd import OrthogonalProjector, VkD
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
            'DiffKDLevel', 'DiffKDDenoiser', 'DiffKDNoiseAdapter', 'LinearAutoEncoder',
            'DDIMSampler', 'EnsembleKD', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
-           'spatial_attention_map', 'MGD', 'MGDGenerator', 'mgd_mask', 'QualityKD']
+           'spatial_attention_map', 'MGD', 'MGDGenerator', 'mgd_mask', 'QualityKD',
+           'CosineConv2d', 'KDLayer', 'LetKD', 'LetKDSubclass']

@@ -60,6 +60,13 @@ def load_test_checkpoint(runner, filename: str) -> None:
         target = model.student
         state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
     own = target.state_dict()
+    inserted = sorted(k for k in set(state) - set(own) if k.startswith('kd_inserts.'))
+    if inserted:
+        raise RuntimeError(
+            f'{filename} holds a student with inserted layers ({inserted[:3]} ...), part of '
+            'its predictions, but the config builds the student without them. Test it with '
+            f'its distillation config, or with the config {EXPORT_TOOL} writes beside the '
+            'exported weights (model type mmkd.StudentWithInserts).')
     missing = sorted(set(own) - set(state))
     mis_shaped = sorted(k for k in set(own) & set(state) if hasattr(state[k], 'shape')
                         and tuple(state[k].shape) != tuple(own[k].shape))

@@ -1,0 +1,110 @@
+"""Modules inserted into a model after one of its modules, kept at training, test and export.
+
+Most distillation methods only *read* the student; a few change it. letKD's KD layer
+(:mod:`mmkd.methods.letkd`) sits after a stage of the student and its output replaces the
+stage's output for the rest of the network, at inference too. An insert is declared by name::
+
+    inserts = dict(
+        penult=dict(after='backbone.layer3',      # a module of the model (named_modules())
+                    module=dict(type='mmkd.KDLayer', in_channels=64, num_templates=64)))
+
+:func:`attach_inserts` registers every insert under ``model.kd_inserts.<name>`` (so its weights
+are saved, loaded, optimised and synchronised by DDP as the model's own: keys
+``kd_inserts.<name>.*`` beside the model's unchanged keys, so a checkpoint of the plain model
+still loads into the original modules) and hooks it on the ``after`` module: the module's
+output ``y`` becomes ``insert(y)`` for whatever consumes it. The same dict works in two places:
+
+- ``mmkd.Distiller(student_inserts=...)``: the distilled student carries the inserts; blocks
+  record them like any student module (``student='kd_inserts.penult.scores'``), and the
+  module's own point records the output *after* the insert (use the insert's input,
+  ``dict(module='kd_inserts.penult', source='input')``, for the raw one);
+- ``model=dict(type='mmkd.StudentWithInserts', model=<any model>, inserts=...)``: a plain
+  model with inserts (the config ``tools/model_converters/extract_student.py`` writes for such
+  a student, and the no-teacher ablation of a method that inserts layers). It builds the model
+  itself (under its own package's scope), with the inserts attached: no wrapper, no prefix.
+"""
+import copy
+from typing import Dict, Optional
+
+import torch.nn as nn
+from mmengine.registry import DefaultScope
+
+from mmkd.recorders.module_recorder import find_module
+from mmkd.registry import MODELS
+
+from .model_builder import build_model_in_scope, infer_model_scope
+
+INSERTS_ATTR = 'kd_inserts'
+INSERT_KEYS = ('after', 'module')
+
+
+class _ReplaceOutput:
+    """Forward hook: the hooked module's output goes through the insert ``inserts[name]``
+    (looked up at each call, so a module swapped in later, e.g. by SyncBN conversion, is the
+    one used; a plain object, not a closure, so a model with inserts deep-copies and pickles)."""
+
+    def __init__(self, inserts: nn.ModuleDict, name: str):
+        self.inserts = inserts
+        self.name = name
+
+    def __call__(self, module, args, output):
+        return self.inserts[self.name](output)
+
+
+def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],
+                   desc: str = 'model') -> nn.Module:
+    """Build and attach ``inserts`` (module docstring) to ``model`` in place; returns it."""
+    if not inserts:
+        return model
+    if not isinstance(inserts, dict):
+        raise TypeError(f'inserts of the {desc} must be a dict: name -> dict(after=<module '
+                        f'name>, module=dict(type=...)), got {inserts!r}.')
+    if hasattr(model, INSERTS_ATTR):
+        raise ValueError(f'The {desc} already has inserts ({INSERTS_ATTR}): give them once.')
+    built = nn.ModuleDict()
+    targets = {}
+    for name, spec in inserts.items():
+        where = f'inserts.{name}'
+        if not isinstance(spec, dict) or set(spec) != set(INSERT_KEYS):
+            raise KeyError(f'{where}: give exactly the keys {list(INSERT_KEYS)} (after=<module '
+                           f'name of the {desc}>, module=dict(type=...)), got {spec!r}.')
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f'{where}: the name must be a Python identifier.')
+        after = spec['after']
+        try:
+            target = find_module(model, after, desc)
+        except KeyError as e:
+            raise KeyError(f'{where}: after={after!r}: {e.args[0]}') from None
+        if after in targets.values():
+            raise ValueError(f'{where}: another insert already follows {after!r}; chain them '
+                             'in one module (e.g. a Sequential) instead.')
+        cfg = spec['module']
+        if isinstance(cfg, str):
+            cfg = dict(type=cfg)
+        try:
+            # mmkd's scope: unscoped types are mmkd's, 'mmpretrain.X' etc. still resolve.
+            with DefaultScope.overwrite_default_scope('mmkd'):
+                built[name] = MODELS.build(copy.deepcopy(cfg))
+        except Exception as e:  # name the insert whose module failed
+            raise type(e)(f'{where}: building {cfg!r} failed: {e}') from e
+        targets[name] = (after, target)
+    model.add_module(INSERTS_ATTR, built)
+    for name, (_, target) in targets.items():
+        target.register_forward_hook(_ReplaceOutput(built, name))
+    return model
+
+
+@MODELS.register_module(name='StudentWithInserts')
+def build_student_with_inserts(model: dict, inserts: Dict[str, dict], scope: Optional[str] = None,
+                               data_preprocessor: Optional[dict] = None) -> nn.Module:
+    """Build ``model`` under its package's scope (``scope`` or inferred) and attach ``inserts``.
+
+    Returns the model itself (its class, its keys), so every tool treats it as the plain model.
+    ``data_preprocessor`` is the config's top-level one (mmpretrain keeps it there; the Runner
+    hands it to the outermost model): it belongs to ``model`` unless that sets its own.
+    """
+    cfg = copy.deepcopy(dict(model))
+    if data_preprocessor is not None and cfg.get('data_preprocessor') is None:
+        cfg['data_preprocessor'] = data_preprocessor
+    built = build_model_in_scope(cfg, infer_model_scope(cfg, scope))
+    return attach_inserts(built, inserts)
