@@ -82,6 +82,16 @@ def teacher_ckpts(tmp_path_factory):
     for name in ('wrn', 'inv'):
         ckpts[f'digits_{name}'] = random_teacher_checkpoint(DIGITS[f'teacher_{name}'],
                                                             str(root / f'digits_{name}.pth'))
+    # The digits letKD configs' templates (made from the trained teacher by the demo; here
+    # random, of the widths the configs imply: 64 centres of the teacher's 128 channels; 10
+    # classes x 8 sub-classes in 9 LDA dimensions). Built from a real teacher in
+    # tests/test_letkd.py.
+    ckpts['letkd_penult'] = str(root / 'letkd_penult.pth')
+    torch.save(dict(kind='kmeans', centres=torch.randn(64, 128)), ckpts['letkd_penult'])
+    ckpts['letkd_inter'] = str(root / 'letkd_inter.pth')
+    torch.save(dict(kind='subclass', lda_mean=torch.zeros(128), lda_scalings=torch.randn(128, 9),
+                    centres=torch.randn(80, 9), score_matrix=torch.full((80, 80), 1 / 80),
+                    num_subclasses=8), ckpts['letkd_inter'])
     return ckpts
 
 
@@ -95,8 +105,14 @@ def teacher_checkpoint_options(config_path: str, ckpts: dict) -> list:
     model = Config.fromfile(config_path).model
     entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
                if model.get('teachers') else {'model.teacher': model.teacher})
-    return [f'{key}.checkpoint={ckpts[by_config[osp.realpath(t.config)]]}'
+    opts = [f'{key}.checkpoint={ckpts[by_config[osp.realpath(t.config)]]}'
             for key, t in entries.items()]
+    # letKD blocks read templates made from the teacher (never the demo's work_dirs files)
+    opts += [f'model.blocks.{name}.method.templates={ckpts[f"letkd_{name}"]}'
+             for name, block in model.blocks.items()
+             if (block.method if isinstance(block.method, str) else block.method.get('type'))
+             in ('LetKD', 'LetKDSubclass')]
+    return opts
 
 
 @pytest.fixture(scope='session')

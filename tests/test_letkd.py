@@ -20,8 +20,8 @@ from mmkd.methods.letkd import (CosineConv2d, KDLayer, LetKD, LetKDSubclass, poo
 
 from conftest import DIGITS, REPO, build, random_teacher_checkpoint, run_tool
 
-LETKD1 = osp.join(REPO, 'configs', 'demo', 'digits', 'letkd-1_resnet34-wide_resnet18-tiny_digits.py')
-LETKD2 = osp.join(REPO, 'configs', 'demo', 'digits', 'letkd-2_resnet34-wide_resnet18-tiny_digits.py')
+DIGITS_DIR = osp.join(REPO, 'configs', 'demo', 'digits')
+LETKD2 = osp.join(DIGITS_DIR, 'letkd-2_resnet34-wide_resnet18-tiny_digits.py')
 TOOL = osp.join(REPO, 'tools', 'analysis', 'letkd_templates.py')
 
 
@@ -276,3 +276,25 @@ def test_letkd_trains_exports_and_tests_to_identical_predictions(teacher_and_tem
     bad = run_tool(['tools/test.py', DIGITS['student'], dst, '--work-dir',
                     str(tmp_path / 'plain')], check=False)
     assert bad.returncode != 0 and 'inserted layers' in bad.stdout
+
+
+def test_demo_makes_the_templates_beside_the_teacher_once(teacher_and_templates, tmp_path):
+    """tools/demo.py / quality.py: a config's `letkd_templates` are made from the teacher they
+    trained (beside its checkpoint, with the run's train_dataloader options) and reused."""
+    import shutil
+    import sys
+    sys.path.insert(0, osp.join(REPO, 'tools'))
+    from demo import ensure_templates
+    ckpt = str(tmp_path / 'teacher.pth')
+    shutil.copy(teacher_and_templates[1], ckpt)
+    config = osp.join(DIGITS_DIR, 'letkd-1_resnet34-wide_resnet18-tiny_digits.py')
+    opts = ensure_templates(config, ckpt, ['train_dataloader.dataset.tune_fraction=0.2',
+                                           'val_dataloader.dataset.split=tune'])
+    path = str(tmp_path / 'letkd_penult.pth')
+    assert opts == [f'model.blocks.penult.method.templates={path}']
+    from mmkd.utils.checkpoint import safe_torch_load
+    made = safe_torch_load(path)
+    assert made['centres'].shape == (64, 128)
+    assert made['num_samples'] == 4 * 1077  # 2x2 positions of the 1,077 non-tune images
+    stamp = osp.getmtime(path)
+    assert ensure_templates(config, ckpt) == opts and osp.getmtime(path) == stamp

@@ -118,6 +118,7 @@ TRAINED_ELSEWHERE = {
     'digits/vkd_resnet34-wide_resnet18-tiny_digits.py',  # tests/test_resume.py
     'shapes_seg/rtk-both_deeplabv3_r18-tiny-d8_shapes.py',  # tests/test_multi_teacher.py
     'digits/ibt_resnet34-wide+rednet-tiny_civt-tiny_digits.py',  # tests/test_ib_tokens.py
+    'digits/letkd-2_resnet34-wide_resnet18-tiny_digits.py',  # tests/test_letkd.py
 }
 
 

@@ -23,7 +23,8 @@ model = dict(
                     module=dict(type='KDLayer', in_channels=64, num_templates=4096))),
     blocks=dict(
         penult=dict(student='kd_inserts.penult.scores', teacher='backbone.layer3',
-                    method=dict(type='LetKD', templates='work_dirs/letkd/resnet110_cifar100/penult.pth'),
+                    method=dict(type='LetKD',
+                                templates='work_dirs/letkd/resnet110_cifar100/penult.pth'),
                     loss_weight=1.0)),
     dry_run_input_shape=(2, 3, 32, 32))
 optim_wrapper = dict(optimizer=dict(nesterov=True))

@@ -1,8 +1,9 @@
-# letKD-2 on CIFAR-100: wrn-40-2 teacher -> wrn-40-1 student. letKD-1
-# (letkd-1_wrn-40-2_wrn-40-1_cifar100.py) plus the intermediate KD layer after the first block of the
-# student's last stage (backbone.layer3.0): its scores (100 classes x 8 sub-classes = 800
-# templates) learn the row of the teacher's sub-class score matrix of the sub-class each
-# teacher position (backbone.layer3.0, LDA to 60 dimensions) falls in, among its ground-truth
+# letKD-2 on CIFAR-100: wrn-40-2 teacher -> wrn-40-1 student.
+# letKD-1 (letkd-1_wrn-40-2_wrn-40-1_cifar100.py)
+# plus the intermediate KD layer after the first block of the student's last stage
+# (backbone.layer3.0): its scores (100 classes x 8 sub-classes = 800 templates) learn the
+# row of the teacher's sub-class score matrix of the sub-class each teacher position
+# (backbone.layer3.0, LDA to 60 dimensions) falls in, among its ground-truth
 # class's 8. Loss CE + 1.0 * L_penult + 1.0 * L_inter. Templates (configs/letkd/README.md):
 #   python tools/analysis/letkd_templates.py configs/cifar100/wrn-40-2_cifar100.py \
 #       work_dirs/wrn-40-2_cifar100/epoch_240.pth --point backbone.layer3.0 --kind subclass \
@@ -15,5 +16,6 @@ model = dict(
                    module=dict(type='KDLayer', in_channels=64, num_templates=800))),
     blocks=dict(
         inter=dict(student='kd_inserts.inter.scores', teacher='backbone.layer3.0',
-                   method=dict(type='LetKDSubclass', templates='work_dirs/letkd/wrn-40-2_cifar100/inter.pth'),
+                   method=dict(type='LetKDSubclass',
+                               templates='work_dirs/letkd/wrn-40-2_cifar100/inter.pth'),
                    loss_weight=1.0)))

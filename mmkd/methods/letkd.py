@@ -22,7 +22,8 @@ Data flow (B batch, C student channels, K templates, H x W the student's map)::
 Both targets come from a templates file written offline by ``tools/analysis/letkd_templates.py``
 (k-means centres; or LDA, per-class sub-class centres and the score matrix S, whose row s is
 how often the features of sub-class s lie nearest to each sub-class's mean). The file's tensors
-become frozen buffers. What the authors' code does, and where we differ:
+become frozen buffers (not saved in checkpoints: the config names the file). What the authors'
+code does, and where we differ:
 
 - The student's templates ``w_k`` are random (He init) and learned; the k-means centres are
   used on the teacher side only, to make the targets (as the authors).
