@@ -105,6 +105,8 @@ def test_penultimate_errors_name_the_mismatch(tmp_path):
     torch.save(dict(centres=torch.zeros(2, 2)), tmp_path / 'bad.pth')
     with pytest.raises(ValueError, match='not a letKD templates file'):
         LetKD(str(tmp_path / 'bad.pth'))
+    with pytest.raises(FileNotFoundError, match='letkd_templates.py --kind subclass'):
+        LetKDSubclass(str(tmp_path / 'missing.pth'))
 
 
 def subclass_file(tmp_path):
@@ -226,6 +228,12 @@ def test_templates_tool_on_the_demo_teacher(teacher_and_templates, tmp_path):
     x, y, seen = tool.collect(model, tool.build_loader(cfg, 64), 'backbone.layer4', 4000, 0,
                               True)
     assert seen == 5388 and x.shape == (4000, 128) and y.shape == (4000, )
+    # a uniform draw over the whole pass, in order: a subset of all positions, its tail included
+    full, _, _ = tool.collect(model, tool.build_loader(cfg, 64), 'backbone.layer4', 10**9, 0,
+                              False)
+    assert full.shape == (5388, 128)
+    where = [int(np.flatnonzero((full == row).all(1))[0]) for row in x[::97]]
+    assert where == sorted(where) and (full[-20:] == x[-1]).all(1).any()
     c = km['centres'].numpy()
     nearest = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
     used = np.unique(nearest)

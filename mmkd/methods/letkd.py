@@ -124,7 +124,14 @@ class KDLayer(BaseModule):
 def load_templates(path: str, kind: str) -> Dict[str, torch.Tensor]:
     """The tensors of a templates file (``tools/analysis/letkd_templates.py``), safely."""
     from mmkd.utils.checkpoint import safe_torch_load
-    data = safe_torch_load(path)
+    try:
+        data = safe_torch_load(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f'letKD templates file {path} does not exist: make it from the trained teacher with '
+            f'tools/analysis/letkd_templates.py --kind {kind} ... --out {path} (the demo '
+            'configs list the arguments in `letkd_templates`; tools/demo.py and '
+            'tools/benchmark/quality.py run it for them).') from e
     if not isinstance(data, dict) or data.get('kind') not in TEMPLATE_KINDS:
         raise ValueError(f'{path}: not a letKD templates file (a dict with kind in '
                          f'{list(TEMPLATE_KINDS)}; write one with '

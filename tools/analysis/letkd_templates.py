@@ -3,18 +3,19 @@
     # penultimate (LetKD): K k-means centres of the teacher's last-stage features
     python tools/analysis/letkd_templates.py configs/demo/digits/resnet34-wide_digits.py \\
         work_dirs/demo/digits/teacher.pth --point backbone.layer4 --kind kmeans \\
-        --num-templates 64 --out work_dirs/demo/digits/letkd_kmeans.pth
+        --num-templates 64 --out work_dirs/demo/digits/letkd_penult.pth
     # intermediate (LetKDSubclass): LDA, 8 sub-classes per class, the sub-class score matrix
     python tools/analysis/letkd_templates.py configs/demo/digits/resnet34-wide_digits.py \\
         work_dirs/demo/digits/teacher.pth --point backbone.layer4.0 --kind subclass \\
-        --num-subclasses 8 --lda-components 9 --out work_dirs/demo/digits/letkd_subclass.pth
+        --num-subclasses 8 --lda-components 9 --out work_dirs/demo/digits/letkd_inter.pth
 
 The teacher is built from CONFIG (its own model config, under its package's scope) and loads
 CHECKPOINT strictly and safely. The images are the config's ``train_dataloader`` dataset with
 the *test* pipeline (no random augmentation, as the authors), in order. Every spatial position
 of ``--point``'s output map (B, C, H, W) is a sample (labelled with its image's class for
-``subclass``); at most ``--max-samples`` positions are kept, drawn uniformly with ``--seed``
-(the authors cluster all of them, 3.2 M on CIFAR-100, on a GPU with faiss).
+``subclass``); ``min(--max-samples, all)`` positions are kept, drawn uniformly without
+replacement with ``--seed`` (the authors cluster all of them, 3.2 M on CIFAR-100, on a GPU with
+faiss).
 
 - ``kmeans``: scikit-learn's k-means (``KMeans`` up to 50,000 samples, ``MiniBatchKMeans``
   above, one initialisation, ``--seed``) -> ``centres`` (K, C).
@@ -98,9 +99,8 @@ def collect(model, loader, point: str, max_samples: int, seed: int, need_labels:
         captured['x'] = output
 
     handle = module.register_forward_hook(hook)
-    gen = torch.Generator().manual_seed(seed)
     feats, labels, seen = [], [], 0
-    keep = None
+    chosen = None  # sorted indices of the kept positions, over the whole pass
     try:
         with torch.no_grad():
             for data in tqdm(loader, desc=f'teacher over {len(loader.dataset)} images',
@@ -110,19 +110,29 @@ def collect(model, loader, point: str, max_samples: int, seed: int, need_labels:
                 x = captured.pop('x').float()
                 b, c, h, w = x.shape
                 rows = x.permute(0, 2, 3, 1).reshape(-1, c)
-                if keep is None:  # the fraction kept, from the first batch's map size
+                if chosen is None:
+                    # Exactly min(max_samples, total) positions, uniformly without replacement
+                    # (numpy's choice: O(max_samples) memory when that is under 5 % of the
+                    # total, else one int64 per position), fixed by the seed.
+                    size = (h, w)
                     total = len(loader.dataset) * h * w
-                    keep = min(1.0, max_samples / total)
-                mask = torch.rand(rows.shape[0], generator=gen) < keep
-                feats.append(rows[mask])
+                    chosen = np.sort(np.random.default_rng(seed).choice(
+                        total, size=min(max_samples, total), replace=False, shuffle=False))
+                elif (h, w) != size:
+                    raise ValueError(f'--point {point!r}: the map is {h}x{w} in this batch but '
+                                     f'{size[0]}x{size[1]} in the first; the test pipeline must '
+                                     'give every image one size.')
+                lo, hi = np.searchsorted(chosen, [seen, seen + rows.shape[0]])
+                idx = torch.from_numpy(chosen[lo:hi] - seen)
+                feats.append(rows[idx])
                 seen += rows.shape[0]
                 if need_labels:
                     y = torch.cat([s.gt_label.reshape(-1)[:1] for s in data['data_samples']])
-                    labels.append(y.repeat_interleave(h * w)[mask])
+                    labels.append(y.repeat_interleave(h * w)[idx])
     finally:
         handle.remove()
-    x = torch.cat(feats)[:max_samples].numpy()
-    y = torch.cat(labels)[:max_samples].numpy() if need_labels else None
+    x = torch.cat(feats).numpy()
+    y = torch.cat(labels).numpy() if need_labels else None
     return x, y, seen
 
 
