@@ -143,6 +143,53 @@ def test_grid_stops_on_a_failed_run_and_says_which(tmp_path):
     assert not out.exists()
 
 
+def test_no_run_starts_once_a_run_has_failed(tmp_path, monkeypatch):
+    """After a failure the grid kills the runs in progress; a worker thread that reaches its
+    start only then must not launch a process nobody will stop."""
+    _benchmark_tool('quality')
+    demo = sys.modules['demo']
+    started = []
+    monkeypatch.setattr(demo.subprocess, 'Popen', lambda *a, **k: started.append(a))
+    monkeypatch.setattr(demo, '_stopping', demo.threading.Event())
+    demo._stopping.set()
+    with pytest.raises(demo.RunFailed, match='another run failed'):
+        demo.train(DIGITS['student'], str(tmp_path / 'run'), 'accuracy/top1')
+    assert not started
+
+
+def test_kept_teacher_is_reused_only_from_the_same_config_and_options(tmp_path, monkeypatch):
+    """A teacher trained from another config (or other --cfg-options) is trained again, never
+    silently reused; the same one is reused without training."""
+    import torch
+    _benchmark_tool('quality')  # imports tools/demo.py as 'demo'
+    demo = sys.modules['demo']
+    trained = []
+
+    def fake_train(config, work_dir, metric, options=(), scale=1.0, threads=None):
+        trained.append(list(options))
+        ckpt = tmp_path / f'epoch_{len(trained)}.pth'
+        torch.save(dict(state_dict=dict(w=torch.zeros(1))), ckpt)
+        work = tmp_path / 'teachers' / osp.basename(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / 'last_checkpoint').write_text(str(ckpt))
+        return 50.0 + len(trained)
+    monkeypatch.setattr(demo, 'train', fake_train)
+    spec = demo.TASKS['classification']
+    root = str(tmp_path / 'teachers')
+    first = demo.ensure_teacher('classification', spec, False, root)
+    assert first[0] == 51.0 and trained == [['randomness.seed=0']]
+    assert demo.ensure_teacher('classification', spec, False, root) == first  # reused
+    # other options (the tune split), then another config under the same name: trained again
+    assert demo.ensure_teacher('classification', spec, False, root, ['a.b=1'])[0] == 52.0
+    assert demo.ensure_teacher('classification', spec, False, root, ['a.b=1'])[0] == 52.0
+    other = spec['extra_teachers']['teacher_wrn']
+    assert demo.ensure_teacher('classification', spec, False, root, ['a.b=1'],
+                               config=other)[0] == 53.0
+    assert demo.ensure_teacher('classification', spec, True, root, ['a.b=1'],
+                               config=other)[0] == 54.0  # --retrain-teachers
+    assert len(trained) == 4
+
+
 def test_grid_method_selection_and_summary():
     quality = _benchmark_tool('quality')
     demo = sys.modules['demo']
@@ -222,6 +269,8 @@ def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root, tmp_pat
                                                               'test_dataloader')]])
     reported = {s: DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=root, split=s))
                 for s in ('train', 'test')}
+    # the demo set: 16 crops per photo, 30 images per crop; 12 training photos, 3 test photos
+    assert len(reported['train']) == 12 * 16 * 30 and len(reported['test']) == 3 * 16 * 30
     cfg.merge_from_dict(parsed.options)
     assert cfg.train_dataloader.dataset.tune_fraction == 0.25
     train = DATASETS.build(cfg.train_dataloader.dataset)

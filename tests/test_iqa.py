@@ -1,6 +1,7 @@
 """IQA: the metric against the formulas, the regression head, the dataset readers on fixtures
 in each published layout, the split by content, and the scikit-image demo set."""
 import csv
+import json
 import os
 import os.path as osp
 
@@ -248,6 +249,8 @@ def test_koniq_and_kadid_readers(tmp_path):
 def test_synthetic_iqa_set_is_deterministic_idempotent_and_honestly_labelled(tmp_path):
     first = make_synthetic_iqa(str(tmp_path / 'a'), crop_size=32)
     assert first['generated'] and first['num_images'] == len(PHOTOS) * 4 * 6 * 5
+    # the 2 x 2 default keeps the parameters, so the folders, of the sets made before G existed
+    assert 'crops_per_side' not in json.load(open(osp.join(first['root'], 'meta.json')))['params']
     stamp = os.stat(first['csv']).st_mtime_ns
     again = make_synthetic_iqa(str(tmp_path / 'a'), crop_size=32)
     assert not again['generated'] and os.stat(first['csv']).st_mtime_ns == stamp
@@ -276,6 +279,19 @@ def test_synthetic_iqa_set_is_deterministic_idempotent_and_honestly_labelled(tmp
     level = SyntheticIQADataset(str(tmp_path / 'a'), split='test', label='level', crop_size=32)
     assert {float(level.get_data_info(i)['gt_score'][0]) for i in range(len(level))} == \
         {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+def test_synthetic_iqa_grid_of_crops(tmp_path):
+    """crops_per_side=G: G x G distinct crops per photo (the demo configs' G = 4 set is counted
+    in test_benchmarks' tune-split test); G = 2 is the default."""
+    from mmkd.datasets.synthetic_iqa import pristine_crops
+    crops = pristine_crops('astronaut', 16, 4)
+    assert len(crops) == 16 and all(c.shape == (16, 16, 3) for c in crops)
+    assert len({c.tobytes() for c in crops}) == 16
+    assert all(np.array_equal(a, b) for a, b in zip(pristine_crops('coins', 16),
+                                                    pristine_crops('coins', 16, 2)))
+    with pytest.raises(ValueError, match='crops_per_side must be an int >= 1'):
+        make_synthetic_iqa(str(tmp_path / 'bad'), crop_size=16, crops_per_side=0)
 
 
 def test_iqa_demo_student_trains_and_reports_srcc_plcc_through_tools_train(tmp_path):

@@ -5,9 +5,10 @@
     python tools/demo.py --jobs 1 --threads 2             # the same runs at another thread count
 
 For each task: make the data (digits ship inside scikit-learn; shapes are generated once into
-data/shapes), train the teacher unless work_dirs/demo/<task>/teacher.pth already exists, then
-train the student baseline and each method's distilled student with the same seeds and
-schedule, all through tools/train.py. Prints one table (teacher, baseline, distilled, gain, gap
+data/shapes), train the teacher unless work_dirs/demo/<task>/teacher.pth exists, trained from the
+same config and options (its .json keeps their fingerprint), then train the student baseline
+and each method's distilled student with the same seeds and schedule, all through
+tools/train.py. Prints one table (teacher, baseline, distilled, gain, gap
 closed; mean +- std over seeds) and writes it to work_dirs/demo/results.md and results.json.
 
 Runs go to ``--jobs`` parallel processes (default 2, one per core of the 2-core machines we
@@ -64,7 +65,8 @@ TASKS = {
     # (its methods are mgd, ibt, rkiqt: `tools/benchmark/quality.py --tasks iqa`).
     'iqa': dict(
         folder=f'{DEMO}/iqa',
-        data='synthetic IQA (scikit-image photos, SSIM labels; 1,440 train / 360 test)',
+        data='synthetic IQA (scikit-image photos x 16 crops, distortion-level labels; '
+             '5,760 train / 1,440 test)',
         metric='iqa/srcc', metric_name='SRCC (x100)', scale=100.0,
         work='work_dirs/demo/synthetic_iqa', split='test',
         teacher=f'{DEMO}/iqa/nar-resnet18-tiny_synthetic-iqa.py',
@@ -83,6 +85,7 @@ class RunFailed(RuntimeError):
 
 _live = set()  # Popen objects of the runs in progress (killed when another run fails)
 _live_lock = threading.Lock()
+_stopping = threading.Event()  # set when a run has failed: no new run starts
 
 
 def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
@@ -97,8 +100,10 @@ def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, 'w') as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-        with _live_lock:
+        with _live_lock:  # started and registered at once, or not at all once a run has failed
+            if _stopping.is_set():
+                raise RunFailed(f'Not started ({config}): another run failed.')
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
             _live.add(proc)
         try:
             returncode = proc.wait()
@@ -124,15 +129,20 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     ckpt = osp.join(REPO, work_root, f'{name}.pth')
     info = osp.join(REPO, work_root, f'{name}.json')
     label = f'[{task}] {name.replace("_", " ")}'
+    options = ['randomness.seed=0', *options]
+    fingerprint = teacher_fingerprint(config, options)
     if osp.isfile(ckpt) and osp.isfile(info) and not retrain:
-        score = json.load(open(info))['score']
-        print(f'{label}: reusing {osp.relpath(ckpt, REPO)} ({spec["metric"]} {score})')
-        return score, ckpt
+        kept = json.load(open(info))
+        if kept.get('fingerprint') == fingerprint:
+            print(f'{label}: reusing {osp.relpath(ckpt, REPO)} ({spec["metric"]} '
+                  f'{kept["score"]})')
+            return kept['score'], ckpt
+        print(f'{label}: {osp.relpath(ckpt, REPO)} was trained from another config or '
+              'options: training it again', flush=True)
     work = osp.join(work_root, name)
     print(f'{label}: training {config} ...', flush=True)
     start = time.time()
-    score = train(config, work, spec['metric'], ['randomness.seed=0', *options],
-                  spec.get('scale', 1.0), threads)
+    score = train(config, work, spec['metric'], options, spec.get('scale', 1.0), threads)
     with open(osp.join(REPO, work, 'last_checkpoint')) as f:
         last = f.read().strip()
     import torch
@@ -143,9 +153,23 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     # that a later run would reuse.
     torch.save(dict(state_dict=state, meta=dict(config=config)), ckpt + '.tmp')
     os.replace(ckpt + '.tmp', ckpt)
-    json.dump(dict(score=score, config=config), open(info, 'w'))
+    json.dump(dict(score=score, config=config, fingerprint=fingerprint), open(info, 'w'))
     print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
     return score, ckpt
+
+
+_config_lock = threading.Lock()
+
+
+def teacher_fingerprint(config, options):
+    """SHA-256 of the teacher's resolved config (its bases merged) and the --cfg-options it is
+    trained with: a kept teacher is reused only while both are unchanged."""
+    import hashlib
+
+    from mmengine.config import Config
+    with _config_lock:  # Config.fromfile (pkg_resources) is not thread-safe
+        text = Config.fromfile(osp.join(REPO, config)).pretty_text
+    return hashlib.sha256('\n'.join([text, *options]).encode()).hexdigest()
 
 
 _templates_lock = threading.Lock()
@@ -158,7 +182,8 @@ def ensure_templates(config, teacher_ckpt, options=(), threads=None):
     when the checkpoint is newer), from the teacher's training images: ``options`` that set
     ``train_dataloader.*`` (the tune split's exclusion) are passed on."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
+    with _config_lock:
+        cfg = Config.fromfile(osp.join(REPO, config))
     specs = cfg.get('letkd_templates')
     if not specs:
         return []
@@ -269,6 +294,7 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     """
     options = options or {}
     variants = variants or {'': []}
+    _stopping.clear()
     chosen = {task: [(f'{m}[{name}]' if name else m, config, extra)
                      for m, config in pairs for name, extra in variants.items()]
               for task, pairs in select_methods(tasks, methods).items()}
@@ -328,6 +354,7 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         with _live_lock:
+            _stopping.set()
             for proc in _live:
                 proc.kill()
         raise

@@ -1,17 +1,24 @@
 """A real-image IQA demo set from the photographs bundled in scikit-image (KADID-style).
 
 scikit-image's wheel ships a few natural photographs (``skimage.data``); no download is needed.
-:func:`make_synthetic_iqa` cuts each of :data:`PHOTOS` (15 photographs) into 4 pristine crops
-(the photo resized so its shorter side is twice ``crop_size``, then its four quadrants' centred
-``crop_size`` squares), and degrades every crop with each of :data:`DISTORTIONS` at 5 levels,
-KADID-10k's design in miniature: 15 x 4 = 60 references, 60 x 6 x 5 = 1,800 distorted images.
+:func:`make_synthetic_iqa` cuts each of :data:`PHOTOS` (15 photographs) into G x G pristine
+crops (``crops_per_side`` G: the photo resized so its shorter side is G x ``crop_size``, then the
+centred ``crop_size`` square of each cell of a G x G grid), and degrades every crop with each of
+:data:`DISTORTIONS` at 5 levels, KADID-10k's design in miniature. G = 2 (the default): 15 x 4 =
+60 references, 60 x 6 x 5 = 1,800 distorted images; G = 4: 240 references, 7,200 images, each
+crop a sixteenth of its photo at twice the resolution (more content per photo to learn quality
+across; the IQA demo configs use it, docs/benchmarks.md "RKIQT").
 
-**The label is synthetic, not human opinion.** Each distorted image is scored by SSIM (Wang et
-al., IEEE TIP 2004; ``skimage.metrics.structural_similarity``, Gaussian window sigma 1.5, on the
-luminance, data range 255) against its pristine crop: a published full-reference metric, so a
-model that learns it learns a full-reference judgement without seeing the reference, which is
-the point of the method. The distortion level (1 mildest .. 5) is stored too
-(``SyntheticIQADataset(label='level')``).
+**The label is synthetic, not human opinion**, and one of two (``SyntheticIQADataset(label=)``):
+
+- ``'ssim'``: SSIM (Wang et al., IEEE TIP 2004; ``skimage.metrics.structural_similarity``,
+  Gaussian window sigma 1.5, on the luminance, data range 255) of each distorted image against
+  its pristine crop: a published full-reference metric. It depends on the content (blur costs
+  a flat sky nothing), which a model must learn from the 12 training photos.
+- ``'level'``: the distortion level as quality, ``(5 - level) / 4`` (1 for the mildest of the
+  five levels, 0 for the strongest), the same for every content; the KADID-style design's own
+  ground truth. The IQA demo configs use it: on the tune split no demo model learned SSIM
+  across photos, while the level is learned (docs/benchmarks.md, "RKIQT").
 
 Layout under ``out_dir`` (written once, atomically, by :mod:`mmkd.datasets.generated`)::
 
@@ -22,7 +29,8 @@ Layout under ``out_dir`` (written once, atomically, by :mod:`mmkd.datasets.gener
 
 Splits (:class:`SyntheticIQADataset`) are by **photo**, so no content - not even another crop
 of the same photograph - crosses train / tune / test. Everything is a pure function of
-``(seed, crop_size)`` and the scikit-image photographs; generation takes a few seconds.
+``(seed, crop_size, crops_per_side)`` and the scikit-image photographs; generation takes
+seconds (about 20 for G = 4).
 """
 import csv
 import os
@@ -66,19 +74,20 @@ def _photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(img[:, :, :3].astype(np.uint8), cv2.COLOR_RGB2BGR))
 
 
-def pristine_crops(name: str, crop_size: int) -> List[np.ndarray]:
-    """The four (S, S, 3) crops of one photograph (module docstring)."""
+def pristine_crops(name: str, crop_size: int, crops_per_side: int = 2) -> List[np.ndarray]:
+    """The G x G (S, S, 3) crops of one photograph, row by row (module docstring)."""
     img = _photo(name)
     h, w = img.shape[:2]
-    scale = 2 * crop_size / min(h, w)
-    img = cv2.resize(img, (max(2 * crop_size, round(w * scale)),
-                           max(2 * crop_size, round(h * scale))), interpolation=cv2.INTER_AREA)
+    g = crops_per_side
+    scale = g * crop_size / min(h, w)
+    img = cv2.resize(img, (max(g * crop_size, round(w * scale)),
+                           max(g * crop_size, round(h * scale))), interpolation=cv2.INTER_AREA)
     h, w = img.shape[:2]
     crops = []
-    for qy in (0, 1):
-        for qx in (0, 1):
-            cy = (2 * qy + 1) * h // 4
-            cx = (2 * qx + 1) * w // 4
+    for qy in range(g):
+        for qx in range(g):
+            cy = (2 * qy + 1) * h // (2 * g)
+            cx = (2 * qx + 1) * w // (2 * g)
             y0 = min(max(cy - crop_size // 2, 0), h - crop_size)
             x0 = min(max(cx - crop_size // 2, 0), w - crop_size)
             crops.append(img[y0:y0 + crop_size, x0:x0 + crop_size].copy())
@@ -126,19 +135,24 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def make_synthetic_iqa(out_dir: str, crop_size: int = 64, seed: int = 0,
-                       overwrite: bool = False) -> Dict:
+                       overwrite: bool = False, crops_per_side: int = 2) -> Dict:
     """Write the set to ``out_dir`` (or reuse it; see :mod:`mmkd.datasets.generated`).
     Returns dict(root, csv, num_references, num_images, generated)."""
     if crop_size < 16:
         raise ValueError(f'make_synthetic_iqa: crop_size must be >= 16, got {crop_size}')
+    if not isinstance(crops_per_side, int) or crops_per_side < 1:
+        raise ValueError(f'make_synthetic_iqa: crops_per_side must be an int >= 1, got '
+                         f'{crops_per_side!r}')
     params = dict(format_version=_FORMAT_VERSION, crop_size=int(crop_size), seed=int(seed),
                   photos=list(PHOTOS), distortions={k: list(v) for k, v in DISTORTIONS.items()})
+    if crops_per_side != 2:  # keeps the parameters (and so the folders) of the 2 x 2 sets
+        params['crops_per_side'] = crops_per_side
 
     def write(tmp):
         os.makedirs(osp.join(tmp, 'images'))
         rows = []
         for p_idx, photo in enumerate(PHOTOS):
-            for c_idx, crop in enumerate(pristine_crops(photo, crop_size)):
+            for c_idx, crop in enumerate(pristine_crops(photo, crop_size, crops_per_side)):
                 ref = f'{photo}_{c_idx}.png'
                 cv2.imwrite(osp.join(tmp, 'images', ref), crop)
                 for d_idx, dist in enumerate(DISTORTIONS):
@@ -154,7 +168,7 @@ def make_synthetic_iqa(out_dir: str, crop_size: int = 64, seed: int = 0,
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        return dict(num_references=len(PHOTOS) * 4, num_images=len(rows))
+        return dict(num_references=len(PHOTOS) * crops_per_side ** 2, num_images=len(rows))
 
     root, meta, generated = write_generated_dataset(out_dir, params, write, overwrite,
                                                     'synthetic IQA set')
@@ -167,7 +181,7 @@ def make_synthetic_iqa(out_dir: str, crop_size: int = 64, seed: int = 0,
 class SyntheticIQADataset(IQADataset):
     """The scikit-image set of :func:`make_synthetic_iqa` (generated into ``data_root`` on first
     use when ``generate=True``, the default; seconds). Split by photograph: with the default
-    ``test_fraction=0.2``, 3 of the 15 photos (360 images) are 'test'.
+    ``test_fraction=0.2``, 3 of the 15 photos (360 images at G = 2, 1,440 at G = 4) are 'test'.
 
     Args:
         data_root (str): the set's folder.
@@ -175,22 +189,25 @@ class SyntheticIQADataset(IQADataset):
             (5 - level) / 4: 1 for the mildest level, 0 for the strongest).
         generate (bool): make the set if ``data_root`` has none. Default True.
         crop_size (int): of the generated set. Default 64.
+        crops_per_side (int): of the generated set (G x G crops per photo). Default 2.
         **kwargs: :class:`~mmkd.datasets.iqa.IQADataset`'s (split, split_seed, ...).
     """
     SCORE_RANGE = (0.0, 1.0)
     LABELS = ('ssim', 'level')
 
     def __init__(self, data_root: str, label: str = 'ssim', generate: bool = True,
-                 crop_size: int = 64, **kwargs):
+                 crop_size: int = 64, crops_per_side: int = 2, **kwargs):
         if label not in self.LABELS:
             raise ValueError(f'SyntheticIQADataset label must be one of {self.LABELS}, got '
                              f'{label!r}')
         self.label, self.generate, self.crop_size = label, generate, crop_size
+        self.crops_per_side = crops_per_side
         super().__init__(data_root, **kwargs)
 
     def read_records(self) -> List[dict]:
         if self.generate:
-            make_synthetic_iqa(self.data_root, crop_size=self.crop_size)
+            make_synthetic_iqa(self.data_root, crop_size=self.crop_size,
+                               crops_per_side=self.crops_per_side)
         with open(self._path('scores.csv'), newline='') as f:
             rows = list(csv.DictReader(f))
         folder = self._path('images')

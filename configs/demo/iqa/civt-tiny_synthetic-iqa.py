@@ -30,8 +30,8 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                        custom_keys={'.cls_token': dict(decay_mult=0.0),
                                     '.pos_embed': dict(decay_mult=0.0)}))
-# 20 epochs, a third of the teachers' (resnet18-tiny_synthetic-iqa.py).
-max_epochs = 20
+# 5 epochs (675 iterations), a sixth of the teachers' (resnet18-tiny_synthetic-iqa.py).
+max_epochs = 5
 param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=True,
                        T_max=max_epochs, eta_min=1e-5, convert_to_iter_based=True)
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

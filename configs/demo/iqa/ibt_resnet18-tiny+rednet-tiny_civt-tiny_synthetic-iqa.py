@@ -1,6 +1,6 @@
 # RKIQT's inductive-bias regularisation alone: the conv token's quality head regresses the CNN
 # teacher's prediction, the inv token's the involution teacher's (L1); the class token's head
-# learns the labels (SSIM), as the authors' class token.
+# learns the quality labels, as the authors' class token.
 _base_ = './_base_distill.py'
 
 model = dict(
