@@ -28,10 +28,12 @@ DIGITS = dict(
     teacher=osp.join(DEMO, 'digits', 'resnet34-wide_digits.py'),
     teacher_wrn=osp.join(DEMO, 'digits', 'wrn-16-2_digits.py'),  # the ensemble's second
     teacher_inv=osp.join(DEMO, 'digits', 'rednet-tiny_digits.py'),  # inductive-bias tokens
+    teacher_ls=osp.join(DEMO, 'digits', 'resnet34-wide-ls_digits.py'),  # label smoothing
     distill=osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py'))
 DET = dict(
     student=osp.join(DEMO, 'shapes_det', 'retinanet_r18-tiny_fpn_shapes.py'),
     teacher=osp.join(DEMO, 'shapes_det', 'retinanet_r34-wide_fpn_shapes.py'),
+    teacher_gfl=osp.join(DEMO, 'shapes_det', 'gfl_r34-wide_fpn_shapes.py'),  # LD
     distill=osp.join(DEMO, 'shapes_det', 'fitnet_retinanet_r34-wide_r18-tiny_fpn_shapes.py'))
 SEG = dict(
     student=osp.join(DEMO, 'shapes_seg', 'deeplabv3_r18-tiny-d8_shapes.py'),
@@ -82,6 +84,7 @@ def teacher_ckpts(tmp_path_factory):
     for name in ('wrn', 'inv'):
         ckpts[f'digits_{name}'] = random_teacher_checkpoint(DIGITS[f'teacher_{name}'],
                                                             str(root / f'digits_{name}.pth'))
+    ckpts['det_gfl'] = random_teacher_checkpoint(DET['teacher_gfl'], str(root / 'det_gfl.pth'))
     # The digits letKD configs' templates (made from the trained teacher by the demo; here
     # random, of the widths the configs imply: 64 centres of the teacher's 128 channels; 10
     # classes x 8 sub-classes in 9 LDA dimensions). Built from a real teacher in
@@ -101,7 +104,10 @@ def teacher_checkpoint_options(config_path: str, ckpts: dict) -> list:
     by_config = {osp.realpath(DIGITS['teacher']): 'digits', osp.realpath(DET['teacher']): 'det',
                  osp.realpath(SEG['teacher']): 'seg',
                  osp.realpath(DIGITS['teacher_wrn']): 'digits_wrn',
-                 osp.realpath(DIGITS['teacher_inv']): 'digits_inv'}
+                 osp.realpath(DIGITS['teacher_inv']): 'digits_inv',
+                 osp.realpath(DET['teacher_gfl']): 'det_gfl',
+                 # the same network as the main teacher, trained with label smoothing
+                 osp.realpath(DIGITS['teacher_ls']): 'digits'}
     model = Config.fromfile(config_path).model
     entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
                if model.get('teachers') else {'model.teacher': model.teacher})

@@ -200,8 +200,8 @@ def test_grid_method_selection_and_summary():
     # kd has no detection config (sigmoid RetinaNet head): that task simply has no kd column.
     assert demo.select_methods(['detection'], None)['detection']
     assert not demo.select_methods(['classification', 'detection'], ['kd'])['detection']
-    with pytest.raises(ValueError, match=r"Unknown method\(s\) \['dkd'\].*valid: \['afd'"):
-        demo.select_methods(['classification'], ['dkd'])
+    with pytest.raises(ValueError, match=r"Unknown method\(s\) \['nosuch'\].*valid: \['afd'"):
+        demo.select_methods(['classification'], ['nosuch'])
     row = dict(task='t', split='test', metric='m', method='x', teacher=10.0,
                student=[4.0, 6.0], distilled=[7.0, 6.0], seeds=[0, 1])
     line = quality.summarise([row]).splitlines()[-1]
@@ -220,6 +220,19 @@ def test_grid_method_selection_and_summary():
     assert '| ibt (vs civt-tiny_digits) |' in quality.summarise([row])
     row.update(baseline=spec['student'])
     assert '| ibt |' in quality.summarise([row])
+    # LD: a GFL student against its own GFL baseline, and the gap measured to the GFL teacher
+    # it reads; a teacher of another task (rtk-det's detector for a segmenter) never is.
+    ld = 'configs/demo/shapes_det/ld_gfl_r34-wide_r18-tiny_fpn_shapes.py'
+    assert demo.config_baseline(ld, demo.TASKS['detection']) == (
+        'configs/demo/shapes_det/gfl_r18-tiny_fpn_shapes.py')
+    used = demo.config_teachers(ld)
+    assert used == [('model.teacher', ('detection', 'teacher_gfl'))]
+    assert demo.reference_teacher('detection', used) == ('detection', 'teacher_gfl')
+    rtk_det = demo.config_teachers('configs/demo/shapes_seg/rtk-det_deeplabv3_r18-tiny-d8_shapes.py')
+    assert [key for _, key in rtk_det] == [('detection', 'teacher')]
+    assert demo.reference_teacher('segmentation', rtk_det) == ('segmentation', 'teacher')
+    ens = demo.config_teachers('configs/demo/digits/ens_resnet34-wide+wrn-16-2_resnet18-tiny_digits.py')
+    assert demo.reference_teacher('classification', ens) == ('classification', 'teacher')
 
 
 def test_tune_options_move_every_task_onto_its_tuning_split(shapes_root, tmp_path):

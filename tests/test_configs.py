@@ -128,7 +128,8 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
         assert Config.fromfile(base).model.type == 'mmkd.Distiller'
         assert not is_runnable_distiller_config(base)
         plain = {task['student'], task['teacher'], task.get('teacher_wrn'),
-                 task.get('teacher_inv'), task.get('teacher_cnn'), base}
+                 task.get('teacher_inv'), task.get('teacher_cnn'), task.get('teacher_ls'),
+                 task.get('teacher_gfl'), base}
         configs = set(glob.glob(osp.join(folder, '*.py'))) - plain
         # a method config may name its own plain student (a ViT for the token methods)
         baselines = {osp.join(REPO, Config.fromfile(c).get('student_baseline'))
@@ -136,7 +137,7 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
         for baseline in baselines:
             assert not is_runnable_distiller_config(baseline)
         expected |= configs - baselines
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 32
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 42
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 

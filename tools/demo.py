@@ -46,13 +46,17 @@ TASKS = {
         # A second teacher of another architecture, for the ensemble of several teachers.
         extra_teachers=dict(teacher_wrn=f'{DEMO}/digits/wrn-16-2_digits.py',
                             # The involution teacher of the inductive-bias tokens (ibt_*).
-                            teacher_inv=f'{DEMO}/digits/rednet-tiny_digits.py'),
+                            teacher_inv=f'{DEMO}/digits/rednet-tiny_digits.py',
+                            # The main teacher trained with label smoothing (kd-ls-teacher_*).
+                            teacher_ls=f'{DEMO}/digits/resnet34-wide-ls_digits.py'),
         student=f'{DEMO}/digits/resnet18-tiny_digits.py'),
     'detection': dict(
         folder=f'{DEMO}/shapes_det',
         data='shapes (generated, 300 train / 100 val)', metric='coco/bbox_mAP',
         metric_name='bbox mAP (%)', scale=100.0, work='work_dirs/demo/shapes_det', split='val',
         teacher=f'{DEMO}/shapes_det/retinanet_r34-wide_fpn_shapes.py',
+        # LD (ld_*) distils between GFL heads: a GFL teacher for its GFL student.
+        extra_teachers=dict(teacher_gfl=f'{DEMO}/shapes_det/gfl_r34-wide_fpn_shapes.py'),
         student=f'{DEMO}/shapes_det/retinanet_r18-tiny_fpn_shapes.py'),
     'segmentation': dict(
         folder=f'{DEMO}/shapes_seg',
@@ -367,13 +371,24 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
             rows.append(dict(
                 task=task, data=spec['data'], metric=spec['metric_name'], method=method,
                 config=config, options=list(extra),
-                teacher=teachers[task, 'teacher'].result()[0],
+                teacher=teachers[reference_teacher(task, uses[config])].result()[0],
                 teachers={f'{t}/{n}': teachers[t, n].result()[0] for _, (t, n) in uses[config]},
                 baseline=baselines[config],
                 student=[students[task, baselines[config], s].result() for s in seeds],
                 distilled=[distilled[task, method, s].result() for s in seeds],
                 seeds=list(seeds), split=split or spec['split']))
     return rows
+
+
+def reference_teacher(task, used):
+    """The teacher a row's gap is measured to: the task's main teacher, unless the config
+    reads exactly one other teacher of the same task (LD's GFL teacher for its GFL student,
+    the label-smoothed digits teacher). A teacher of another task is never the reference: its
+    metric is not the student's."""
+    keys = [key for _, key in used]
+    if len(keys) == 1 and keys[0][0] == task:
+        return keys[0]
+    return task, 'teacher'
 
 
 def _run(label, config, work_dir, spec, options, threads):

@@ -511,6 +511,8 @@ class Distiller(BaseModel):
             for tname, point in block.teacher_points:
                 find_module(self._teachers[tname].model, point.module,
                             f'{self._teacher_desc(tname)} (block {name!r})')
+            with _in_block(name, type(methods[name]).__name__):
+                methods[name].bind_student(self.student)
             self.blocks[name] = block
         self.methods = nn.ModuleDict(methods)
         unread = [n for n in names if not any(n in b.teacher_names

@@ -1,6 +1,6 @@
 from .dist_loss import dist_loss, pearson_correlation
 from .distances import DISTANCES, build_distance, mse_distance
-from .kd_loss import kl_divergence_with_temperature
+from .kd_loss import kl_divergence_with_temperature, standardize_logits
 
-__all__ = ['kl_divergence_with_temperature', 'dist_loss', 'pearson_correlation',
+__all__ = ['kl_divergence_with_temperature', 'standardize_logits', 'dist_loss', 'pearson_correlation',
            'build_distance', 'mse_distance', 'DISTANCES']

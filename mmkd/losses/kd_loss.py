@@ -22,3 +22,20 @@ def kl_divergence_with_temperature(student_logits: torch.Tensor, teacher_logits:
     log_p_t = F.log_softmax(teacher_logits.to(dtype) / tau, dim=dim)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=dim)
     return kl.mean() * tau ** 2
+
+
+def standardize_logits(logits: torch.Tensor, dim: int = 1, eps: float = 1e-7) -> torch.Tensor:
+    """Logit standardisation (Sun et al., "Logit Standardization in Knowledge Distillation",
+    CVPR 2024): ``(z - mean(z)) / (std(z) + eps)`` along ``dim``, with the *unbiased* standard
+    deviation and ``eps`` added to it, as the authors' code (sunshangquan/logit-standardization-KD,
+    ``normalize``). The base temperature divides the result afterwards, as any logits.
+
+    Degenerate inputs stay finite: constant logits (std 0) and a single class (no unbiased std)
+    give zeros, i.e. a uniform distribution over the classes.
+    """
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    z = logits.to(dtype)
+    centred = z - z.mean(dim=dim, keepdim=True)
+    if z.shape[dim] < 2:
+        return centred  # zeros
+    return centred / (z.std(dim=dim, keepdim=True) + eps)

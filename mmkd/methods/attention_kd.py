@@ -1,4 +1,15 @@
-"""Attention-based feature distillation over many layers: AFD and RTK.
+"""Attention-based feature distillation: AT on fixed layer pairs, and over many layers AFD and
+RTK.
+
+AT -- "Paying More Attention to Attention" (Zagoruyko, Komodakis, ICLR 2017; authors' code
+szagoruyko/attention-transfer; mdistiller ``distillers/AT.py``, whose CIFAR settings we use)::
+
+    for each (student, teacher) pair of maps, the larger first average-pooled to the smaller
+    a(f) = L2-normalise(flatten(mean_c f^p))                  (N, H*W)   p = 2
+    loss = sum over pairs of mean_{n, positions} (a(f_s) - a(f_t))^2
+
+  Channel counts need not match. mdistiller pairs the outputs of every stage (CIFAR ResNets:
+  ``backbone.layer1..3``) with weight 1000, CE weight 1, no logit KD.
 
 AFD -- "Show, Attend and Distill: Knowledge Distillation via Attention-based Feature Matching"
 (Ji, Heo, Park, AAAI 2021; authors' code clovaai/attention-feature-distillation). Instead of
@@ -42,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
-from .base import BaseDistillMethod, flatten_levels
+from .base import BaseDistillMethod, LevelwiseMethod, flatten_levels
 
 
 def spatial_attention_map(x: torch.Tensor, size: Optional[Sequence[int]] = None
@@ -243,3 +254,46 @@ class RTK(_LayerAttention):
             # Mass S -> T: AFD's scale, so AFD's loss weights mean the same here.
             loss = loss * (attn.shape[2] / attn.shape[1])
         return {self.loss_name: loss, 'kept_keys': (attn > 0).float().sum(2).mean().detach()}
+
+
+@MODELS.register_module()
+class AT(LevelwiseMethod):
+    """Attention transfer: ``mean((a(f_s) - a(f_t))^2)`` per pair of maps, summed over the
+    pairs, ``a(f) = normalise(flatten(mean_c f^p))`` (module docstring).
+
+    Args:
+        p (float): the power of the activations. Default 2 (the authors'). As the authors,
+            ``f^p`` is not an absolute value: use an even p on features that can be negative.
+        share_levels, level_reduction: see :class:`LevelwiseMethod` (levels: pairs, summed).
+
+    Block: ``student=['backbone.layer1', 'backbone.layer2', 'backbone.layer3']`` and the same
+    teacher stages (any channel counts; maps of other sizes pooled to the smaller). Returns
+    ``loss_at``.
+    """
+
+    def __init__(self, p: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        if not p > 0:
+            raise ValueError(f'AT: p must be positive, got {p!r}.')
+        self.p = p
+
+    def build_level(self, student, teacher):
+        if student.dim() != 4 or teacher.dim() != 4:
+            raise ValueError(f'AT needs feature maps (N, C, H, W); got student '
+                             f'{tuple(student.shape)} and teacher {tuple(teacher.shape)}.')
+        return None
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x.float().pow(self.p).mean(dim=1).flatten(1), dim=1)
+
+    def level_loss(self, student, teacher, connector, data_samples=None
+                   ) -> Dict[str, torch.Tensor]:
+        teacher = teacher.detach()
+        if student.numel() == 0 or teacher.numel() == 0:
+            return dict(loss_at=student.sum() * 0)
+        (hs, ws), (ht, wt) = student.shape[2:], teacher.shape[2:]
+        if hs * ws > ht * wt:
+            student = F.adaptive_avg_pool2d(student, (ht, wt))
+        elif hs * ws < ht * wt:
+            teacher = F.adaptive_avg_pool2d(teacher, (hs, ws))
+        return dict(loss_at=(self.attention(student) - self.attention(teacher)).pow(2).mean())

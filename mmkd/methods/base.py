@@ -31,6 +31,12 @@ class BaseDistillMethod(BaseModule):
     def build(self, student: Features, teacher: Features) -> None:
         self.built = True
 
+    def bind_student(self, student: nn.Module) -> None:
+        """Called once with the student model, before the dry run, for a method that needs
+        one of the student's own modules (LD reuses the detection head's label assignment).
+        Keep what you take out of ``nn.Module`` attributes (e.g. in a dict) so the student's
+        parameters are not registered twice. Default: nothing."""
+
     def forward(self, student: Features, teacher: Features,
                 data_samples=None) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -118,3 +124,14 @@ def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str = 'bilinear') -> t
     if x.dim() <= 2 or x.shape[2:] == ref.shape[2:]:
         return x
     return F.interpolate(x, size=ref.shape[2:], mode=mode, align_corners=False)
+
+
+def gt_labels(data_samples, batch: int, device, method: str) -> torch.Tensor:
+    """(B,) class indices from mmpretrain data samples' ``gt_label`` (the first label of each;
+    ``method`` names who needs them in the error)."""
+    if data_samples is None or len(data_samples) != batch or not all(
+            getattr(s, 'gt_label', None) is not None for s in data_samples):
+        raise ValueError(f'{method} needs the ground-truth labels: data samples with '
+                         f'gt_label, one per image (got {data_samples!r:.80}).')
+    return torch.cat([torch.as_tensor(s.gt_label).reshape(-1)[:1] for s in data_samples]).to(
+        device=device, dtype=torch.long)

@@ -44,7 +44,7 @@ from mmengine.model import BaseModule
 
 from mmkd.registry import MODELS
 
-from .base import BaseDistillMethod
+from .base import BaseDistillMethod, gt_labels
 
 TEMPLATE_KINDS = ('kmeans', 'subclass')
 
@@ -250,15 +250,6 @@ def squared_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     return d.reshape(b, h, w, -1).permute(0, 3, 1, 2)
 
 
-def gt_labels(data_samples, batch: int, device) -> torch.Tensor:
-    """(B,) class indices from mmpretrain data samples' ``gt_label``."""
-    if data_samples is None or len(data_samples) != batch:
-        raise ValueError('LetKDSubclass needs the ground-truth labels: data samples with '
-                         f'gt_label, one per image (got {data_samples!r:.80}).')
-    return torch.cat([torch.as_tensor(s.gt_label).reshape(-1)[:1] for s in data_samples]).to(
-        device=device, dtype=torch.long)
-
-
 @MODELS.register_module()
 class LetKDSubclass(_TemplatesMethod):
     """letKD's intermediate supervision: the scores of a :class:`KDLayer` after the first
@@ -306,6 +297,6 @@ class LetKDSubclass(_TemplatesMethod):
         return labels.view(b, 1, 1) * m + j
 
     def target(self, teacher: torch.Tensor, data_samples=None) -> torch.Tensor:
-        labels = gt_labels(data_samples, teacher.shape[0], teacher.device)
+        labels = gt_labels(data_samples, teacher.shape[0], teacher.device, 'LetKDSubclass')
         rows = self.score_matrix[self.assign(teacher, labels)]  # (B, H, W, N*M)
         return rows.permute(0, 3, 1, 2)

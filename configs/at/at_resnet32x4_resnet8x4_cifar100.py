@@ -1,0 +1,10 @@
+# Attention transfer on CIFAR-100, resnet32x4 -> resnet8x4: the outputs of the three stages paired,
+# p 2, weight 1000, CE weight 1, no logit KD (mdistiller configs/cifar100/at.yaml); 240 epochs, SGD
+# lr 0.05, batch 64 (configs/cifar100/README.md).
+#   python tools/train.py configs/cifar100/resnet32x4_cifar100.py    # the teacher, first
+_base_ = '../cifar100/_distill_resnet32x4_resnet8x4.py'
+
+stages = ['backbone.layer1', 'backbone.layer2', 'backbone.layer3']
+model = dict(blocks=dict(
+    stages=dict(student=stages, teacher=stages, method=dict(type='AT', p=2.0),
+                loss_weight=1000.0)))
