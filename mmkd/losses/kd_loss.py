@@ -3,6 +3,12 @@ import torch
 import torch.nn.functional as F
 
 
+def kl_from_log_probs(log_p: torch.Tensor, log_q: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``KL(p || q)`` summed over ``dim`` from log-probabilities, unreduced elsewhere (shape of
+    the input without ``dim``). The one place the soft-label methods form it."""
+    return (log_p.exp() * (log_p - log_q)).sum(dim=dim)
+
+
 def kl_divergence_with_temperature(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                                    tau: float = 1.0, dim: int = 1) -> torch.Tensor:
     """Hinton's KD loss: ``tau^2 * KL(softmax(t / tau) || softmax(s / tau))``.
@@ -20,8 +26,7 @@ def kl_divergence_with_temperature(student_logits: torch.Tensor, teacher_logits:
     dtype = torch.promote_types(student_logits.dtype, torch.float32)
     log_p_s = F.log_softmax(student_logits.to(dtype) / tau, dim=dim)
     log_p_t = F.log_softmax(teacher_logits.to(dtype) / tau, dim=dim)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=dim)
-    return kl.mean() * tau ** 2
+    return kl_from_log_probs(log_p_t, log_p_s, dim).mean() * tau ** 2
 
 
 def standardize_logits(logits: torch.Tensor, dim: int = 1, eps: float = 1e-7) -> torch.Tensor:

@@ -35,11 +35,12 @@ channel gives a uniform distribution (CWD) or zeros (PKD), and a single position
 from typing import Dict
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
+from ..losses import kl_from_log_probs
 from ..registry import MODELS
 from .base import LevelwiseMethod, resize_like
+from .feature_mse import channel_projector
 
 PROJECTORS = ('auto', 'always', 'none')
 
@@ -59,13 +60,7 @@ class _ChannelMethod(LevelwiseMethod):
         if student.dim() != 4 or teacher.dim() != 4:
             raise ValueError(f'{name} distils dense maps (N, C, H, W); got student '
                              f'{tuple(student.shape)} and teacher {tuple(teacher.shape)}.')
-        c_s, c_t = student.shape[1], teacher.shape[1]
-        if self.projector == 'always' or (self.projector == 'auto' and c_s != c_t):
-            return nn.Conv2d(c_s, c_t, kernel_size=1)
-        if c_s != c_t:
-            raise ValueError(f"{name}(projector='none') needs equal channels, got student {c_s} "
-                             f'and teacher {c_t}.')
-        return None
+        return channel_projector(name, self.projector, student.shape[1], teacher.shape[1], 4)
 
     def pair(self, student, teacher, connector):
         s = resize_like(connector(student), teacher).float()
@@ -100,7 +95,7 @@ class CWD(_ChannelMethod):
             return dict(loss_cwd=s.sum() * 0)
         log_q = F.log_softmax(s.flatten(2) / self.tau, dim=2)
         log_p = F.log_softmax(t.flatten(2) / self.tau, dim=2)
-        kl = (log_p.exp() * (log_p - log_q)).sum()
+        kl = kl_from_log_probs(log_p, log_q, dim=2).sum()
         return dict(loss_cwd=kl * self.tau ** 2 / (n * c))
 
 

@@ -52,14 +52,9 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..losses import standardize_logits
+from ..losses import kl_from_log_probs, standardize_logits
 from ..registry import MODELS
 from .base import BaseDistillMethod, gt_labels
-
-
-def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Row-wise KL(p || q) from log-probabilities (N, K) -> (N,)."""
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
 def _binary_log_probs(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -85,11 +80,11 @@ def decoupled_kl(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Ten
         zero = (s * 0).sum(dim=1)
         return zero, zero, zero.detach()
     log_b_s, log_b_t = _binary_log_probs(s, labels), _binary_log_probs(t, labels)
-    tckd = _kl(log_b_t, log_b_s)
+    tckd = kl_from_log_probs(log_b_t, log_b_s)
     # The non-target logits, gathered: an exact softmax over the C - 1 other classes.
     rest = ~F.one_hot(labels, c).bool()
     s_rest, t_rest = s[rest].view(n, c - 1), t[rest].view(n, c - 1)
-    nckd = _kl(F.log_softmax(t_rest, dim=1), F.log_softmax(s_rest, dim=1))
+    nckd = kl_from_log_probs(F.log_softmax(t_rest, dim=1), F.log_softmax(s_rest, dim=1))
     return tckd, nckd, log_b_t[:, 1].exp()
 
 
@@ -200,7 +195,7 @@ class RLD(_DecoupledLogits):
         # SCD: the student's label-vs-rest against the teacher's own-top-class-vs-rest.
         log_b_s = _binary_log_probs(s / self.scd_tau, labels)
         log_b_t = _binary_log_probs(t / self.scd_tau, t.argmax(dim=1))
-        scd = _kl(log_b_t, log_b_s)
+        scd = kl_from_log_probs(log_b_t, log_b_s)
         # MCD: classes the teacher ranks >= the true class (the true class included) are
         # removed from both; a row with nothing left has no MCD.
         masked = t >= t.gather(1, labels[:, None])

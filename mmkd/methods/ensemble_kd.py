@@ -26,6 +26,7 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..losses import kl_from_log_probs
 from ..registry import MODELS
 from .base import BaseDistillMethod, flatten_levels, resize_like
 
@@ -117,4 +118,4 @@ class EnsembleKD(BaseDistillMethod):
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p || q) summed over dim 1, averaged over every other position."""
-    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+    return kl_from_log_probs(log_p, log_q).mean()

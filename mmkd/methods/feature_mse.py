@@ -29,6 +29,19 @@ def make_projector(in_channels: int, out_channels: int, ndim: int) -> nn.Module:
     return nn.Linear(in_channels, out_channels)
 
 
+def channel_projector(owner: str, mode: str, c_s: int, c_t: int, ndim: int):
+    """The width alignment of a student feature: ``mode`` 'auto' builds a projector
+    (:func:`make_projector`) only when the widths differ, 'always' always, 'none' never (and
+    then the widths must match). Returns the module or None; ``owner`` names the method in
+    the error."""
+    if mode == 'always' or (mode == 'auto' and c_s != c_t):
+        return make_projector(c_s, c_t, ndim)
+    if c_s != c_t:
+        raise ValueError(f"{owner}(projector='none') needs equal channels, got student {c_s} "
+                         f'and teacher {c_t}.')
+    return None
+
+
 class ConvReg(nn.Sequential):
     """FitNet's regressor, conv (sized to map student onto teacher) + BN + ReLU (module
     docstring): (N, C_s, H_s, W_s) -> (N, C_t, H_t, W_t)."""
@@ -89,13 +102,8 @@ class FeatureMSE(LevelwiseMethod):
                                  f'got student {tuple(student.shape)} and teacher '
                                  f'{tuple(teacher.shape)}.')
             return ConvReg(student.shape, teacher.shape)
-        c_s, c_t = self._channels(student), self._channels(teacher)
-        if self.projector == 'always' or (self.projector == 'auto' and c_s != c_t):
-            return make_projector(c_s, c_t, student.dim())
-        if c_s != c_t:
-            raise ValueError(f"FeatureMSE(projector='none') needs equal channels, got student "
-                             f'{c_s} and teacher {c_t}.')
-        return None
+        return channel_projector('FeatureMSE', self.projector, self._channels(student),
+                                 self._channels(teacher), student.dim())
 
     def level_loss(self, student, teacher, connector, data_samples=None
                    ) -> Dict[str, torch.Tensor]:
