@@ -152,5 +152,5 @@ def test_fitnet_convreg_loss_is_mse_of_the_regressed_hint():
     assert loss.item() == pytest.approx(F.mse_loss(reg(s), t).item(), rel=1e-6)
     with pytest.raises(ValueError, match='no regressor from a 3x3 student map to a 8x8'):
         FeatureMSE(projector='convreg').build(torch.randn(1, 8, 3, 3), torch.randn(1, 8, 8, 8))
-    with pytest.raises(ValueError, match=r"valid values are \['auto', 'always', 'none', "):
+    with pytest.raises(ValueError, match=r"projector must be one of \['auto', 'always', 'none', "):
         FeatureMSE(projector='conv')

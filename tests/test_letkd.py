@@ -305,4 +305,6 @@ def test_demo_makes_the_templates_beside_the_teacher_once(teacher_and_templates,
     assert made['centres'].shape == (64, 128)
     assert made['num_samples'] == 4 * 1077  # 2x2 positions of the 1,077 non-tune images
     stamp = osp.getmtime(path)
-    assert ensure_templates(config, ckpt) == opts and osp.getmtime(path) == stamp
+    # the same teacher, arguments and train_dataloader options: reused
+    assert ensure_templates(config, ckpt, ['train_dataloader.dataset.tune_fraction=0.2']) == opts
+    assert osp.getmtime(path) == stamp

@@ -267,7 +267,7 @@ def test_ensemble_kd_formulas_by_hand():
     with pytest.raises(ValueError, match='2 teacher_weights for 3 teacher values'):
         m = EnsembleKD(teacher_weights=[1, 1])
         m.build(s, [t1, t2, t1])
-    with pytest.raises(ValueError, match=r"valid values are \['mean_prob'"):
+    with pytest.raises(ValueError, match=r"combine must be one of \['mean_prob'"):
         EnsembleKD(combine='max')
 
 

@@ -98,8 +98,8 @@ def test_a_kill_during_a_save_never_leaves_a_truncated_checkpoint(tmp_path):
 
 
 def test_damage_detection_and_fallback(tmp_path):
-    good = tmp_path / 'iter_2.pth'
-    torch.save(dict(state_dict=dict(w=torch.randn(1000))), good)
+    good = tmp_path / 'iter_2.pth'  # what a Runner checkpoint holds (resume candidates only)
+    torch.save(dict(meta={}, state_dict=dict(w=torch.randn(1000)), message_hub={}), good)
     time.sleep(0.01)
     data = good.read_bytes()
     (tmp_path / 'iter_4.pth').write_bytes(data[:len(data) // 2])  # truncated

@@ -130,10 +130,11 @@ def _http(monkeypatch, server, tmp_path):
 
 
 def _https(monkeypatch, server, tmp_path):
-    # No TLS here: torch.hub's download fetches the same path from the local http server.
-    download = torch.hub.download_url_to_file
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', lambda url, dst, *args, **kwargs:
-                        download(url.replace('https://', 'http://', 1), dst, *args, **kwargs))
+    # No TLS here: mmkd's bounded download fetches the same path from the local http server.
+    from mmkd.utils import checkpoint as mmkd_checkpoint
+    download = mmkd_checkpoint.download_checkpoint
+    monkeypatch.setattr(mmkd_checkpoint, 'download_checkpoint', lambda url, dst, *args, **kw:
+                        download(url.replace('https://', 'http://', 1), dst, *args, **kw))
     return f'{server.url.replace("http://", "https://")}/evil.pth'
 
 

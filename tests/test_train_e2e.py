@@ -67,6 +67,42 @@ def test_test_tool_student_teacher_and_exported_student(digits_run, teacher_ckpt
     assert metric(forgot_export, 'accuracy/top1') == student_acc
 
 
+def test_tools_refuse_damaged_checkpoints_and_a_changed_objective(digits_run, teacher_ckpts,
+                                                                  tmp_path):
+    """As a user runs them (issue 28, items 6, 8, 14): tools/test.py on a checkpoint with a
+    corrupted record (it used to score the wrong weights and exit 0), --resume of a truncated
+    file, and --resume with a changed method argument (it used to continue silently)."""
+    import concurrent.futures
+    from test_failure_catalogue import corrupted, truncated
+    work, _ = digits_run
+    ckpt = str(work / 'epoch_1.pth')
+    bad = dict(crc=corrupted(ckpt, str(tmp_path / 'crc.pth')),
+               cut=truncated(ckpt, str(tmp_path / 'cut.pth')))
+    teacher = f'model.teacher.checkpoint={teacher_ckpts["digits"]}'
+    runs = dict(
+        test_crc=['tools/test.py', DIGITS['distill'], bad['crc'], '--cfg-options', teacher],
+        resume_cut=['tools/train.py', DIGITS['distill'], '--resume', bad['cut'],
+                    '--cfg-options', teacher],
+        resume_tau=['tools/train.py', DIGITS['distill'], '--resume', ckpt, '--cfg-options',
+                    teacher, 'model.blocks.logits.method.tau=2.0', 'train_cfg.max_epochs=1'])
+
+    def run(name):
+        return run_tool([*runs[name], '--work-dir', str(tmp_path / name)], check=False)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        out = {name: proc for name, proc in zip(runs, pool.map(run, runs))}
+    expected = dict(
+        test_crc=['DamagedCheckpointError', bad['crc'], 'fails its CRC-32 check'],
+        resume_cut=['DamagedCheckpointError', bad['cut'], 'not a complete zip archive'],
+        resume_tau=['ObjectiveChangedError', 'model.blocks.logits.method.tau: 4.0 -> 2.0',
+                    '--allow-objective-change'])
+    for name, words in expected.items():
+        assert out[name].returncode != 0, f'{name}:\n{out[name].stdout[-3000:]}'
+        for word in words:
+            assert word in out[name].stdout, f'{name}: {word!r}\n{out[name].stdout[-3000:]}'
+    assert 'accuracy/top1' not in out['test_crc'].stdout
+
+
 def test_segmentation_export_gives_identical_predictions(tmp_path, shapes_root, teacher_ckpts):
     work = tmp_path / 'seg'
     run_tool(['tools/train.py', SEG['distill'], '--work-dir', str(work), '--cfg-options',

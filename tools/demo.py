@@ -6,7 +6,8 @@
 
 For each task: make the data (digits ship inside scikit-learn; shapes are generated once into
 data/shapes), train the teacher unless work_dirs/demo/<task>/teacher.pth exists, trained from the
-same config and options (its .json keeps their fingerprint), then train the student baseline
+same config and options (its ``meta`` keeps their fingerprint and the score, written with the
+weights in one atomic rename; teacher.json is a copy to read), then train the student baseline
 and each method's distilled student with the same seeds and schedule, all through
 tools/train.py. Prints one table (teacher, baseline, distilled, gain, gap
 closed; mean +- std over seeds) and writes it to work_dirs/demo/results.md and results.json.
@@ -19,6 +20,8 @@ the machine has and of ``--jobs`` (the runs are the same, only their order in ti
 machinery.
 """
 import argparse
+import hashlib
+import io
 import json
 import os
 import os.path as osp
@@ -125,9 +128,17 @@ def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
 
 def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None,
                    name='teacher', config=None):
-    """Train a teacher once; keep its weights and score in ``<work>/<name>.pth|json`` (by
-    default the task's main teacher, ``teacher.pth``, the path the demo distillation configs
-    name). Returns (score, checkpoint)."""
+    """Train a teacher once; keep it in ``<work>/<name>.pth`` (by default the task's main
+    teacher, ``teacher.pth``, the path the demo distillation configs name). Returns (score,
+    checkpoint).
+
+    The score and the fingerprint of the config and options it was trained from are in the
+    checkpoint's ``meta``, written with the weights in one atomic rename: whenever a run is
+    killed, the file holds a whole teacher and the meta of that very teacher, so a teacher is
+    never reused for options it was not trained with. ``<name>.json`` is a copy of the meta for
+    people to read, written atomically after it; it is never read back, and a kill that leaves
+    it stale or missing only means it is written again on the next run.
+    """
     work_root = work_root or spec['work']
     config = config or spec['teacher']
     ckpt = osp.join(REPO, work_root, f'{name}.pth')
@@ -135,14 +146,14 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     label = f'[{task}] {name.replace("_", " ")}'
     options = ['randomness.seed=0', *options]
     fingerprint = teacher_fingerprint(config, options)
-    if osp.isfile(ckpt) and osp.isfile(info) and not retrain:
-        kept = json.load(open(info))
-        if kept.get('fingerprint') == fingerprint:
+    if osp.isfile(ckpt) and not retrain:
+        meta, why_not = kept_teacher(ckpt, fingerprint)
+        if meta is not None:
+            write_teacher_info(info, meta)
             print(f'{label}: reusing {osp.relpath(ckpt, REPO)} ({spec["metric"]} '
-                  f'{kept["score"]})')
-            return kept['score'], ckpt
-        print(f'{label}: {osp.relpath(ckpt, REPO)} was trained from another config or '
-              'options: training it again', flush=True)
+                  f'{meta["score"]})')
+            return meta['score'], ckpt
+        print(f'{label}: {osp.relpath(ckpt, REPO)} {why_not}: training it again', flush=True)
     work = osp.join(work_root, name)
     print(f'{label}: training {config} ...', flush=True)
     start = time.time()
@@ -151,15 +162,58 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
         last = f.read().strip()
     import torch
 
+    from mmkd.utils.atomic_io import atomic_write
     from mmkd.utils.checkpoint import safe_torch_load
     state = safe_torch_load(last)['state_dict']
-    # Written under another name and renamed, so a killed run never leaves a partial teacher
-    # that a later run would reuse.
-    torch.save(dict(state_dict=state, meta=dict(config=config)), ckpt + '.tmp')
-    os.replace(ckpt + '.tmp', ckpt)
-    json.dump(dict(score=score, config=config, fingerprint=fingerprint), open(info, 'w'))
+    meta = dict(config=config, options=options, fingerprint=fingerprint,
+                metric=spec['metric'], score=score)
+    buf = io.BytesIO()
+    torch.save(dict(state_dict=state, meta=meta), buf)
+    atomic_write(buf.getvalue(), ckpt)  # weights and meta: one file, one rename
+    write_teacher_info(info, meta)
     print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
     return score, ckpt
+
+
+def kept_teacher(ckpt, fingerprint):
+    """``(meta, None)`` when ``ckpt`` is a whole teacher that :func:`ensure_teacher` trained
+    from the config and options of ``fingerprint``; else ``(None, why not)``, a phrase for the
+    "training it again" line. Any damage (truncated or empty file, not a checkpoint, no score)
+    means training again, never a traceback."""
+    from mmkd.utils.checkpoint import safe_torch_load
+    try:
+        kept = safe_torch_load(ckpt)
+    except Exception as e:  # whatever makes it unreadable, the remedy is the same
+        return None, f'cannot be read ({type(e).__name__}: {_first_line(e)})'
+    if not isinstance(kept, dict) or not isinstance(kept.get('state_dict'), dict):
+        return None, f'is not a checkpoint with a state_dict (a {type(kept).__name__})'
+    meta = kept.get('meta')
+    if (not isinstance(meta, dict) or not isinstance(meta.get('fingerprint'), str)
+            or not isinstance(meta.get('score'), (int, float))):
+        return None, ('records no score and fingerprint in its meta (written by an older '
+                      'tools/demo.py, or not by tools/demo.py)')
+    if meta['fingerprint'] != fingerprint:
+        return None, 'was trained from another config or options'
+    return meta, None
+
+
+def write_teacher_info(info, meta):
+    """Write ``<name>.json``, the readable copy of a teacher's meta, atomically (unless it
+    already says exactly that: a kill may have left it stale, empty or missing)."""
+    from mmkd.utils.atomic_io import atomic_write
+    text = json.dumps(meta, indent=1) + '\n'
+    try:
+        with open(info) as f:
+            if f.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write(text, info, 'w')
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else 'no message'
 
 
 _config_lock = threading.Lock()
@@ -168,8 +222,6 @@ _config_lock = threading.Lock()
 def teacher_fingerprint(config, options):
     """SHA-256 of the teacher's resolved config (its bases merged) and the --cfg-options it is
     trained with: a kept teacher is reused only while both are unchanged."""
-    import hashlib
-
     from mmengine.config import Config
     with _config_lock:  # Config.fromfile (pkg_resources) is not thread-safe
         text = Config.fromfile(osp.join(REPO, config)).pretty_text
@@ -182,37 +234,106 @@ _templates_lock = threading.Lock()
 def ensure_templates(config, teacher_ckpt, options=(), threads=None):
     """--cfg-options that point a config's letKD blocks at templates made from
     ``teacher_ckpt``. A config lists them in ``letkd_templates`` (block name -> arguments of
-    tools/analysis/letkd_templates.py); each file is written beside the checkpoint, once (again
-    when the checkpoint is newer), from the teacher's training images: ``options`` that set
-    ``train_dataloader.*`` (the tune split's exclusion) are passed on."""
+    tools/analysis/letkd_templates.py); each file is written beside the checkpoint, from the
+    teacher's training images: ``options`` that set ``train_dataloader.*`` (the tune split's
+    exclusion) are passed on.
+
+    A file is reused only while it was made from the same teacher (its config and the SHA-256
+    of its checkpoint), arguments and options: it records them (``made_by``), written with the
+    templates in one atomic write, so a change of any of them, or a kill, never leaves
+    templates that another setting made (64 kept when 32 are asked).
+    """
     from mmengine.config import Config
     with _config_lock:
         cfg = Config.fromfile(osp.join(REPO, config))
     specs = cfg.get('letkd_templates')
     if not specs:
         return []
-    teacher_config = cfg.model.teacher.config
+    teacher_sha256 = file_sha256(teacher_ckpt)
     train_options = [o for o in options if o.startswith('train_dataloader.')]
     out = []
     for name, args in specs.items():
         path = osp.join(osp.dirname(teacher_ckpt), f'letkd_{name}.pth')
+        made_by = dict(teacher_config=cfg.model.teacher.config,
+                       teacher_sha256=teacher_sha256,
+                       arguments=[str(a) for a in args], cfg_options=train_options)
         with _templates_lock:
-            if not osp.isfile(path) or osp.getmtime(path) < osp.getmtime(teacher_ckpt):
-                cmd = [sys.executable, 'tools/analysis/letkd_templates.py', teacher_config,
-                       teacher_ckpt, *args, '--out', path]
-                if train_options:
-                    cmd += ['--cfg-options', *train_options]
-                env = dict(os.environ, PYTHONWARNINGS='ignore')
-                if threads:
-                    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-                proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-                if proc.returncode != 0:
-                    raise RunFailed(f'Templates failed ({" ".join(cmd)}):\n'
-                                    f'{proc.stdout[-3000:]}')
+            why_not = stale_templates(path, made_by)
+            if why_not:
+                if osp.exists(path):
+                    print(f'letKD templates {name}: {osp.relpath(path, REPO)} {why_not}: '
+                          'making them again', flush=True)
+                make_templates(path, made_by, teacher_ckpt, threads)
                 print(f'letKD templates {name}: {osp.relpath(path, REPO)}', flush=True)
         out.append(f'model.blocks.{name}.method.templates={path}')
     return out
+
+
+def file_sha256(path):
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (hashlib.file_digest is Python 3.11+)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+#: What a templates file's ``made_by`` records, as named in the "making them again" line.
+_MADE_BY = dict(arguments='arguments', cfg_options='--cfg-options',
+                teacher_config='teacher config', teacher_sha256='teacher checkpoint')
+
+
+def stale_templates(path, made_by):
+    """None when the templates file ``path`` was made as ``made_by`` says; else why not (a
+    phrase for the "making them again" line; unreadable or unrecorded means: make again)."""
+    if not osp.isfile(path):
+        return 'does not exist'
+    from mmkd.utils.checkpoint import safe_torch_load
+    try:
+        kept = safe_torch_load(path)
+    except Exception as e:  # whatever makes it unreadable, the remedy is the same
+        return f'cannot be read ({type(e).__name__}: {_first_line(e)})'
+    record = kept.get('made_by') if isinstance(kept, dict) else None
+    if not isinstance(record, dict):
+        return ('records no teacher and arguments (made by an older tools/demo.py, or by '
+                'hand)')
+    for key, what in _MADE_BY.items():
+        old, new = record.get(key), made_by[key]
+        if old != new:
+            if key == 'teacher_sha256':  # the checkpoint's path is the same: say which content
+                old, new = f'SHA-256 {str(old)[:12]}...', f'SHA-256 {new[:12]}...'
+            return f'was made with {what} {old!r}, not {new!r}'
+    return None
+
+
+def make_templates(path, made_by, teacher_ckpt, threads):
+    """Run tools/analysis/letkd_templates.py into a scratch file beside ``path``, then write its
+    templates and ``made_by`` to ``path`` in one atomic write."""
+    import torch
+
+    from mmkd.utils.atomic_io import atomic_write
+    from mmkd.utils.checkpoint import safe_torch_load
+    scratch = osp.join(osp.dirname(path), f'.{osp.basename(path)}.making')
+    cmd = [sys.executable, 'tools/analysis/letkd_templates.py', made_by['teacher_config'],
+           teacher_ckpt, *made_by['arguments'], '--out', scratch]
+    if made_by['cfg_options']:
+        cmd += ['--cfg-options', *made_by['cfg_options']]
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise RunFailed(f'Templates failed ({" ".join(cmd)}):\n{proc.stdout[-3000:]}')
+        made = safe_torch_load(scratch)
+        made['made_by'] = made_by
+        buf = io.BytesIO()
+        torch.save(made, buf)
+        atomic_write(buf.getvalue(), path)
+    finally:
+        if osp.exists(scratch):
+            os.remove(scratch)
 
 
 def demo_teachers():

@@ -18,16 +18,26 @@ import mmkd  # noqa: E402,F401  (registers modules, safe checkpoint loading)
 from mmkd.utils import (default_train_hooks, find_resumable_checkpoint,  # noqa: E402
                         is_distiller_config, load_tool_config, setup_cpu_distributed)
 from mmkd.utils.dist import tear_down_process_group  # noqa: E402
+from mmkd.utils.work_dir_lock import WorkDirInUseError, lock_work_dir  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model (mmkd)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--allow-shared-work-dir', action='store_true',
+                        help='start even when another run holds the work dir\'s lock '
+                        '(train.lock); by default such a run is refused, as both would '
+                        'overwrite each other\'s checkpoints')
     parser.add_argument('--amp', action='store_true', help='enable automatic mixed precision')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or from the latest one in '
                         'the work dir when no path is given')
+    parser.add_argument('--allow-objective-change', action='store_true',
+                        help='resume even when the distillation objective (student, blocks, '
+                        'methods and their arguments, teachers, record points) differs from '
+                        'the one the checkpoint was trained for: a warning instead of an '
+                        'error (loss-weight and schedule changes are always allowed)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings in the config, key=value')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -41,6 +51,11 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    try:  # before anything reads or writes the work dir; held until the process ends
+        work_dir_lock = lock_work_dir(cfg.work_dir, args.config,  # noqa: F841
+                                      args.allow_shared_work_dir, args.launcher)
+    except WorkDirInUseError as e:
+        raise SystemExit(f'{type(e).__name__}: {e}')
 
     if args.amp:
         import torch
@@ -69,6 +84,10 @@ def main():
 
     # Checkpoints carry the random-number generators' states: resume repeats the run exactly.
     default_train_hooks(cfg)
+    if args.allow_objective_change:
+        for hook in cfg.custom_hooks:
+            if str(hook.get('type')).split('.')[-1] == 'RunRecordHook':
+                hook['allow_objective_change'] = True
     if args.launcher != 'none' and is_distiller_config(cfg.model) and \
             cfg.get('model_wrapper_cfg') is None:
         # MMEngine's DDP wrapper, plus the distiller's nonfinite_loss='skip' policy.

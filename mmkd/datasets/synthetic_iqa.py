@@ -35,7 +35,7 @@ seconds (about 20 for G = 4).
 import csv
 import os
 import os.path as osp
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import cv2
 import numpy as np

@@ -25,14 +25,16 @@ docs/multi_teacher.md.
 """
 import contextlib
 import copy
-import inspect
 import logging
+import math
+import numbers
 import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
+from mmengine.config import Config
 from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import DefaultScope
@@ -40,16 +42,21 @@ from mmengine.registry import DefaultScope
 from ..recorders import (ModuleRecorder, RecordPoint, RecordPointError, StopForward,
                          expand_points, find_module, parse_point)
 from ..registry import MODELS
+from ..utils.arguments import check_arguments
+from ..utils.errors import with_message
 from .inserts import attach_inserts
-from .loss_weights import LossWeight, build_loss_weight
+from .loss_weights import NEGATIVE_OPT_IN, LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
-from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView,
+from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView, check_revise_keys,
                        group_teacher_points, parse_normalisation)
 
-BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight')
+BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight', NEGATIVE_OPT_IN)
 NONFINITE_POLICIES = ('raise', 'skip')
+DEFAULT_NONFINITE_SKIP_LIMIT = dict(consecutive=5, total=100)  # see Distiller's docstring
 DEFAULT_DRY_RUN_INPUT_SHAPE = (2, 3, 224, 224)
+#: The most elements a dry-run batch may have (see the Distiller's ``dry_run_input_shape``).
+MAX_DRY_RUN_INPUT_ELEMENTS = 2 ** 25
 #: The name of the teacher given with the one-teacher shorthand ``teacher=dict(...)``.
 SOLE_TEACHER = 'teacher'
 _TEACHER_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
@@ -129,17 +136,6 @@ def _shapes(value) -> list:
     return [tuple(t.shape) for t in _tensors(value)]
 
 
-def _rebuild_error(e: Exception, message: str) -> Exception:
-    """The same exception type with ``message`` (for builtin types), else ``e`` with a note."""
-    try:
-        new = type(e)(message)
-    except Exception:  # an exception type with its own constructor
-        e.add_note(message)
-        return e
-    new.__cause__ = e
-    return new
-
-
 @contextlib.contextmanager
 def _in_block(name: str, what: str):
     """Prefix any error raised inside with the block it belongs to."""
@@ -150,24 +146,7 @@ def _in_block(name: str, what: str):
         text = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) else str(e)
         if text.startswith(f'Block {name!r}'):
             raise
-        raise _rebuild_error(e, f'Block {name!r} ({what}): {text}') from e
-
-
-def _init_arguments(cls) -> Optional[set]:
-    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; None if the
-    chain ends in an open ``**kwargs`` (anything goes)."""
-    accepted = set()
-    for klass in cls.__mro__:
-        if '__init__' not in vars(klass):
-            continue
-        if klass in (nn.Module, object):
-            return accepted
-        params = inspect.signature(vars(klass)['__init__']).parameters.values()
-        accepted |= {p.name for p in params if p.name != 'self' and p.kind in (
-            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return accepted
-    return None
+        raise with_message(e, f'Block {name!r} ({what}): {text}') from e
 
 
 def _valid_methods() -> List[str]:
@@ -196,11 +175,10 @@ def _build_method(cfg, block_name: str) -> nn.Module:
             raise TypeError(f'Block {block_name!r}: {cls.__name__} is not a distillation '
                             f'method (mmkd.methods.BaseDistillMethod). Valid methods: '
                             f'{_valid_methods()}.')
-        accepted = _init_arguments(cls)
-        unknown = sorted(set(cfg) - {'type'} - (accepted or set()))
-        if accepted is not None and unknown:
-            raise TypeError(f'Block {block_name!r}: {cls.__name__} got unknown argument(s) '
-                            f'{unknown}; its arguments are {sorted(accepted)}.')
+        # Unknown arguments, wrong types and impossible values fail here, naming the block,
+        # the method and the argument (the method's annotations are its schema).
+        check_arguments(cls, {k: v for k, v in cfg.items() if k != 'type'},
+                        f'Block {block_name!r}: {cls.__name__}')
         with _in_block(block_name, cls.__name__):
             return MODELS.build(cfg)
 
@@ -231,13 +209,22 @@ class Distiller(BaseModel):
             ``teacher='det:neck'`` or ``dict(teacher='det', module='neck')``.
         blocks (dict): ``name -> dict(student=point(s), teacher=point(s), method=cfg,
             loss_weight=1.0)``; ``method`` is ``dict(type=..., **args)`` or a type name
-            (``'LogitKD'``); ``loss_weight`` a number or a schedule
-            (:mod:`mmkd.distillers.loss_weights`). See :mod:`mmkd.recorders` for point syntax.
+            (``'LogitKD'``), its arguments checked at build against the method's declared
+            types and ranges (:mod:`mmkd.utils.arguments`); ``loss_weight`` a number or a
+            schedule (:mod:`mmkd.distillers.loss_weights`), >= 0 unless the block also sets
+            ``allow_negative_loss_weight=True`` (a negative weight, schedule value, start,
+            min_value or gamma pushes the student away from the teacher: refused as a typo
+            otherwise). See :mod:`mmkd.recorders` for point syntax.
         student_scope (str, optional): registry scope of the student; inferred when None.
         dry_run_input_shape (tuple, optional): shape of the random batch run through every
             model at construction to size every method's modules. None: (2, 3, 224, 224);
             ``tools/train.py`` and ``tools/test.py`` fill it from the config's pipeline when the
-            config does not set it (see :func:`mmkd.utils.infer_dry_run_input_shape`).
+            config does not set it (see :func:`mmkd.utils.infer_dry_run_input_shape`). Four
+            integers (N, C, H, W), each >= 1, at most ``MAX_DRY_RUN_INPUT_ELEMENTS`` = 2**25
+            (33.5 M) elements in all, checked before anything is allocated: the batch is a
+            float tensor run through every model, so a typo (an extra zero) would otherwise
+            exhaust memory before any message; a batch of 2 at the training crop size is all
+            the dry run needs ((2, 3, 2048, 2048) fits).
         stop_teacher_early (bool): end each teacher's forward after its deepest recorded
             module (a teacher's own ``stop_early`` overrides it). Default True.
         eval_teacher (bool | str): ``predict``/``tensor`` run a teacher instead of the student
@@ -247,7 +234,21 @@ class Distiller(BaseModel):
             with :class:`NonFiniteError` naming the term, the iteration and whether the inputs
             and the recorded teacher/student values were finite. ``'skip'``: no optimiser step
             for that batch (in DDP every rank skips it together); the count is logged as
-            ``nonfinite_skips``.
+            ``nonfinite_skips``, and the run stops as ``'raise'`` does once
+            ``nonfinite_skip_limit`` is reached.
+        nonfinite_skip_limit (dict, optional): with ``nonfinite_loss='skip'``, how many steps
+            may be skipped ``consecutive``-ly (reset by every finite step) and in ``total``;
+            the next non-finite step stops the run with :class:`NonFiniteError` (the report
+            above, the counts and this setting). Each an integer >= 1, or None for no limit;
+            a missing key keeps its default, ``dict(consecutive=5, total=100)``. Why: a skipped
+            step leaves the weights as they were, so a student whose weights give non-finite
+            losses (it diverged) gives them on every batch and never recovers; a few bad
+            batches (a corrupt image, an overflow) are isolated in shuffled data, and five in a
+            row from the data alone are unlikely, so 5 stops a diverged run within a few
+            iterations. ``total`` bounds the batches a run may lose to sporadic bad data
+            without anyone fixing it (100: rare events in a long run pass, a run losing a batch
+            every few iterations stops). The counts restart at 0 on ``--resume`` (they are not
+            in the checkpoint).
         init_student_from (dict, optional): ``dict(teacher=NAME, prefixes=['neck', ...])``:
             after the student's own initialisation, copy the teacher's weights under those
             prefixes into the student (strict: every copied key must exist in the student with
@@ -272,6 +273,7 @@ class Distiller(BaseModel):
                  stop_teacher_early: bool = True,
                  eval_teacher: Union[bool, str] = False,
                  nonfinite_loss: str = 'raise',
+                 nonfinite_skip_limit: Optional[dict] = None,
                  init_student_from: Optional[dict] = None,
                  student_inserts: Optional[Dict[str, dict]] = None,
                  data_preprocessor=None,
@@ -281,11 +283,13 @@ class Distiller(BaseModel):
             raise ValueError(f'nonfinite_loss={nonfinite_loss!r}: valid values are '
                              f'{list(NONFINITE_POLICIES)}.')
         self.nonfinite_loss = nonfinite_loss
-        self.nonfinite_skips = 0
+        self.nonfinite_skip_limit = self._check_skip_limit(nonfinite_skip_limit)
+        self.nonfinite_skips = 0  # skipped steps: in all, and in a row (reset by a good one)
+        self.nonfinite_consecutive = 0
         self._skip_step = False
         teacher_cfgs = self._teacher_configs(teacher, teachers)
         self.student = self._build_student(student, student_scope, data_preprocessor)
-        attach_inserts(self.student, student_inserts, 'student')
+        attach_inserts(self.student, student_inserts, 'student', 'model.student_inserts')
         # Building the teachers and the methods and the dry run draw random numbers; the torch
         # generator is put back to this point at the end, so the student's init_weights() (run
         # by the Runner after the build) draws what it draws in a plain student run with the
@@ -321,7 +325,7 @@ class Distiller(BaseModel):
             t.recorder = ModuleRecorder(
                 t.model, [p for b in self.blocks.values() for n, p in b.teacher_points
                           if n == name], self._teacher_desc(name))
-        self.dry_run_input_shape = tuple(dry_run_input_shape or DEFAULT_DRY_RUN_INPUT_SHAPE)
+        self.dry_run_input_shape = self._check_dry_run_input_shape(dry_run_input_shape)
         self._dry_run(self.dry_run_input_shape)
         self._shapes_checked = False
         self.init_student_from = self._check_init_student_from(init_student_from)
@@ -419,7 +423,26 @@ class Distiller(BaseModel):
                                 f'checkpoint=<path or url>), got {cfg!r}.')
         return dict(teachers)
 
+    @staticmethod
+    def _check_model_config(value, setting: str, valid=(str, dict)) -> None:
+        """The student and the teachers are given as configs, not as built modules: the
+        distiller builds each in its own package's scope (a teacher without downloading
+        pretrained weights), and the student's config, saved with the run, is what
+        tools/test.py and the export tool build it from again. A module has no config to save,
+        so accepting one would make a run whose student no tool can rebuild."""
+        if isinstance(value, nn.Module):
+            raise TypeError(
+                f'{setting} is a built {type(value).__name__} module, but a model config is '
+                "expected: a model dict (dict(type=..., ...), e.g. the base config's "
+                '{{_base_.model}}) or the path of a config whose `model` it is. The distiller '
+                'builds the model itself, so that the config saved with the run can build it '
+                'again (tools/test.py, tools/model_converters/extract_student.py).')
+        if not isinstance(value, valid):
+            raise TypeError(f'{setting} must be a model dict (dict(type=..., ...)) or a config '
+                            f'path, got {type(value).__name__}: {value!r:.200}.')
+
     def _build_student(self, student, scope, data_preprocessor):
+        self._check_model_config(student, 'model.student')
         if isinstance(student, str):
             cfg, file_scope = load_model_config(student)
             scope = scope or file_scope
@@ -431,6 +454,9 @@ class Distiller(BaseModel):
         if data_preprocessor is not None and cfg.get('data_preprocessor') is None:
             cfg['data_preprocessor'] = data_preprocessor
         self.student_scope = infer_model_scope(cfg, scope)
+        # The student's model config as built (a config path resolved): what export rebuilds
+        # it from (stored as data in checkpoints by mmkd.RunRecordHook).
+        self.student_config = copy.deepcopy(cfg)
         return build_model_in_scope(cfg, self.student_scope)
 
     def _build_teacher(self, name: str, teacher: dict, shorthand: bool) -> Teacher:
@@ -457,14 +483,18 @@ class Distiller(BaseModel):
         if not isinstance(inputs, str):
             inputs = list(inputs)
         source = teacher.get('config', teacher.get('model'))
+        key = 'config' if 'config' in teacher else 'model'
+        self._check_model_config(source, f'model.{where}.{key}', (str, dict, Config))
+        revise_keys = check_revise_keys(teacher.get('revise_keys', ()),
+                                        'The teacher' if shorthand else f'The teacher {name!r}',
+                                        f'model.{where}')
         cfg, file_scope = load_model_config(source)
         cfg = without_pretrained(cfg)  # all teacher weights come from its checkpoint
         scope = infer_model_scope(cfg, teacher.get('scope') or file_scope)
         model = build_model_in_scope(cfg, scope)
         label = source if isinstance(source, str) else cfg.get('type')
         desc = f'teacher ({label})' if shorthand else f'teacher {name!r} ({label})'
-        load_checkpoint_strict(model, teacher['checkpoint'], desc,
-                               revise_keys=teacher.get('revise_keys', ()))
+        load_checkpoint_strict(model, teacher['checkpoint'], desc, revise_keys=revise_keys)
         normalisation = teacher.get('normalisation')
         if normalisation is None and cfg.get('data_preprocessor') is None:
             # A config without a data_preprocessor (a bare model config, as for timm teachers)
@@ -473,7 +503,7 @@ class Distiller(BaseModel):
             normalisation = 'student'
         view = TeacherView(
             Normalisation.of_preprocessor(self.student.data_preprocessor),
-            parse_normalisation(normalisation, model, where), inputs, desc)
+            parse_normalisation(normalisation, model, where), inputs, desc, f'model.{where}')
         return Teacher(name, model, scope, teacher['checkpoint'], str(label), view,
                        teacher.get('stop_early'))
 
@@ -493,7 +523,8 @@ class Distiller(BaseModel):
             if unknown or missing:
                 raise KeyError(f'Block {name!r}: unknown keys {sorted(unknown)}, missing keys '
                                f'{sorted(missing)}; valid keys are {list(BLOCK_KEYS)}.')
-            loss_weight = build_loss_weight(cfg.get('loss_weight', 1.0), name)
+            loss_weight = build_loss_weight(cfg.get('loss_weight', 1.0), name,
+                                            cfg.get(NEGATIVE_OPT_IN, False))
             methods[name] = _build_method(cfg['method'], name)
             teacher_points = []
             multi = isinstance(cfg['teacher'], (list, tuple))
@@ -590,6 +621,34 @@ class Distiller(BaseModel):
         for name, t in self._teachers.items():
             yield name, self._teacher_desc(name), t.model, t.recorder
 
+    @staticmethod
+    def _check_dry_run_input_shape(shape) -> tuple:
+        """``dry_run_input_shape`` as a tuple (None: the default), or an error naming the
+        setting, the value and what is valid, before anything is allocated."""
+        if shape is None:
+            return DEFAULT_DRY_RUN_INPUT_SHAPE
+        valid = ('four integers (N, C, H, W), each >= 1, with at most '
+                 f'{MAX_DRY_RUN_INPUT_ELEMENTS:,} elements in all (MAX_DRY_RUN_INPUT_ELEMENTS), '
+                 'e.g. (2, 3, 224, 224): a small batch at the training crop size, with the '
+                 f'channels of the images; or None for {DEFAULT_DRY_RUN_INPUT_SHAPE}')
+        if not isinstance(shape, (list, tuple)) or not all(
+                isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in shape):
+            raise TypeError(f'model.dry_run_input_shape={shape!r}: it must be {valid}.')
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != 4 or min(shape) < 1:
+            raise ValueError(f'model.dry_run_input_shape={shape!r}: it must be {valid}.')
+        elements = math.prod(shape)
+        if elements > MAX_DRY_RUN_INPUT_ELEMENTS:
+            raise ValueError(f'model.dry_run_input_shape={shape!r} is a batch of {elements:,} '
+                             f'elements: it must be {valid}. The dry run only sizes the '
+                             'methods; it needs no large batch.')
+        return shape
+
+    #: Errors of a model's forward in the dry run that are reported with the model and the
+    #: dry-run batch named (anything else is raised as it is).
+    _DRY_RUN_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError,
+                       AttributeError, AssertionError, NotImplementedError)
+
     @torch.no_grad()
     def _dry_run(self, input_shape):
         """Run every model once on random input: size every method, find where each teacher
@@ -599,14 +658,27 @@ class Distiller(BaseModel):
         inputs = torch.randn(*input_shape)
         try:
             for name, desc, model, recorder in self._models():
-                view = inputs if name is None else self._teachers[name].view(inputs, None)
                 try:
+                    view = inputs if name is None else self._teachers[name].view(inputs, None)
                     self._record(recorder, model, view, dry_run=True)
                 except RecordPointError as e:
                     point = next(p for p, err in recorder.errors.items() if err is e)
-                    raise _rebuild_error(
+                    raise with_message(
                         e, f'Block {", ".join(map(repr, self._blocks_using(point, name)))} '
                         f'({type(model).__name__}): {e}') from e
+                except self._DRY_RUN_ERRORS as e:
+                    text = e.args[0] if len(e.args) == 1 and isinstance(e.args[0], str) \
+                        else str(e)
+                    if text.startswith(('Insert ', 'Block ')):
+                        raise  # it names its cause and the setting already
+                    raise with_message(
+                        e, f'The {desc} ({type(model).__name__}) failed in the dry run, the '
+                        'one forward of every model at build that sizes the methods, on a '
+                        f'random batch of shape {tuple(input_shape)} '
+                        f'(model.dry_run_input_shape): {text.rstrip(".")}. If that batch does '
+                        'not fit the model (its channels, or a size too small for the '
+                        'network), set model.dry_run_input_shape to the shape of a real '
+                        'training batch (N, C, H, W).') from e
         finally:
             for m, mode in modes.items():
                 m.training = mode
@@ -727,6 +799,7 @@ class Distiller(BaseModel):
                            'supported.')
 
     def loss(self, inputs, data_samples) -> Dict[str, torch.Tensor]:
+        self._check_batch_not_empty(inputs, data_samples)
         self.record_teachers(inputs, data_samples)
 
         self.student_recorder.start()
@@ -748,7 +821,7 @@ class Distiller(BaseModel):
         for name, block in self.blocks.items():
             s, t = values[name]
             weight = block.loss_weight.current()
-            for k, v in block.method(s, t, data_samples).items():
+            for k, v in self._block_terms(name, block, s, t, data_samples).items():
                 # Keys without 'loss' are diagnostics: logged, not optimised, not weighted.
                 losses[f'distill.{name}.{k}'] = v * weight if 'loss' in k else v
             if block.loss_weight.scheduled:
@@ -757,6 +830,39 @@ class Distiller(BaseModel):
         # Release recorded tensors (and their graphs) once the losses hold what they need.
         self._clear_records()
         return losses
+
+    @staticmethod
+    def _check_batch_not_empty(inputs, data_samples) -> None:
+        """An empty training batch (no sample) is refused by name: the models would fail on it
+        deep inside (a reshape of 0 elements) without saying that the batch was empty."""
+        n = inputs.shape[0] if isinstance(inputs, torch.Tensor) and inputs.dim() else (
+            len(inputs) if isinstance(inputs, (list, tuple)) else None)
+        if n == 0 or (n is None and data_samples is not None and len(data_samples) == 0):
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+            raise ValueError(
+                f'The training batch is empty (inputs {shape or type(inputs).__name__}, '
+                f'{len(data_samples or [])} data samples): there is nothing to distil. Check '
+                'train_dataloader: its dataset (its length, filter_cfg, indices), its sampler '
+                'and batch_size (>= 1); a custom collate_fn must not drop every sample.')
+
+    @staticmethod
+    def _block_terms(name: str, block: DistillBlock, student, teacher, data_samples):
+        """A block's method on this batch; an error names the block and its method, and the
+        one a small batch causes in a method's BatchNorm says what to change."""
+        try:
+            with _in_block(name, block.method_type):
+                return block.method(student, teacher, data_samples)
+        except ValueError as e:
+            if 'Expected more than 1 value per channel when training' not in str(e):
+                raise
+            n = len(data_samples) if data_samples is not None else _tensors(student)[0].shape[0]
+            raise ValueError(
+                f'{str(e).rstrip(".")}. The method\'s BatchNorm normalises each channel over '
+                f'the batch and needs more than one value per channel in training; this batch '
+                f'has {n} sample(s), each giving one value per channel there (logits, pooled '
+                'features). Set '
+                'train_dataloader.batch_size >= 2 and train_dataloader.drop_last=True (a last, '
+                'partial batch can hold a single sample).') from e
 
     def _check_shapes_as_built(self, values):
         """On the first real batch: each block's values must have the rank and channels the
@@ -774,6 +880,57 @@ class Distiller(BaseModel):
                         'model.dry_run_input_shape to the shape of a real batch.')
 
     # ------------------------------------------------------------------ non-finite losses
+    @staticmethod
+    def _limit_text(limit: dict) -> str:
+        return 'dict(' + ', '.join(f'{k}={v}' for k, v in limit.items()) + ')'
+
+    @classmethod
+    def _check_skip_limit(cls, limit) -> Dict[str, Optional[int]]:
+        """``nonfinite_skip_limit`` with its defaults filled in, or an error naming what is
+        valid."""
+        valid = ('nonfinite_skip_limit must be None or a dict with keys '
+                 f'{list(DEFAULT_NONFINITE_SKIP_LIMIT)}, each an integer >= 1 or None (no '
+                 f'limit); default {cls._limit_text(DEFAULT_NONFINITE_SKIP_LIMIT)}')
+        if limit is None:
+            return dict(DEFAULT_NONFINITE_SKIP_LIMIT)
+        if not isinstance(limit, dict):
+            raise TypeError(f'nonfinite_skip_limit={limit!r}: {valid}.')
+        unknown = sorted(set(limit) - set(DEFAULT_NONFINITE_SKIP_LIMIT))
+        if unknown:
+            raise ValueError(f'nonfinite_skip_limit has unknown key(s) {unknown}: {valid}.')
+        for key, value in limit.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f'nonfinite_skip_limit.{key}={value!r} '
+                                f'({type(value).__name__}): {valid}.')
+            if value < 1:
+                raise ValueError(f'nonfinite_skip_limit.{key}={value!r}: {valid} (to stop at '
+                                 "the first non-finite loss, use nonfinite_loss='raise').")
+        return {**DEFAULT_NONFINITE_SKIP_LIMIT, **limit}
+
+    def _check_skip_allowed(self, message: str) -> None:
+        """Stop the run (NonFiniteError) when skipping one more step would exceed
+        ``nonfinite_skip_limit``. The counts are the same on every rank (the decision to skip
+        is all-reduced), so in DDP every rank stops at the same step."""
+        limit = self.nonfinite_skip_limit
+        setting = self._limit_text(limit)
+        counts = dict(consecutive=self.nonfinite_consecutive, total=self.nonfinite_skips)
+        reached = [k for k in ('consecutive', 'total')
+                   if limit[k] is not None and counts[k] >= limit[k]]
+        if not reached:
+            return
+        key = reached[0]
+        why = ('non-finite losses on consecutive batches usually mean that the student '
+               'diverged (lower the learning rate or a loss weight)' if key == 'consecutive'
+               else 'each skipped step is a batch the student never learnt from')
+        raise NonFiniteError(
+            message + f" Policy nonfinite_loss='skip' with nonfinite_skip_limit={setting}: "
+            f'steps skipped already: {counts["consecutive"]} in a row, {counts["total"]} in '
+            f'all; the {key} limit is reached and the run stops instead of skipping this one '
+            f'too: {why}. If such batches are expected, raise '
+            f'model.nonfinite_skip_limit.{key} (an integer, or None for no limit).')
+
     def _check_finite_losses(self, losses, inputs) -> bool:
         """Apply the ``nonfinite_loss`` policy; True when this step must be skipped."""
         terms = [(k, v) for k, v in losses.items()
@@ -788,14 +945,19 @@ class Distiller(BaseModel):
             torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
             bad = flag[0] > 0
         if not bad.item():
+            self.nonfinite_consecutive = 0
             return False
         message = self._describe_nonfinite(terms, inputs)
         if self.nonfinite_loss == 'raise':
             raise NonFiniteError(message + " Policy nonfinite_loss='raise' (set "
                                  "model.nonfinite_loss='skip' to skip such steps instead).")
+        self._check_skip_allowed(message)
         self.nonfinite_skips += 1
+        self.nonfinite_consecutive += 1
         print_log(message + f" Policy nonfinite_loss='skip': no optimiser step for this batch "
-                  f'({self.nonfinite_skips} skipped so far).', logger='current', level=logging.WARNING)
+                  f'({self.nonfinite_skips} skipped so far, {self.nonfinite_consecutive} in a '
+                  f'row; nonfinite_skip_limit={self._limit_text(self.nonfinite_skip_limit)}).',
+                  logger='current', level=logging.WARNING)
         return True
 
     def _describe_nonfinite(self, terms, inputs) -> str:

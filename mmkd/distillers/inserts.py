@@ -29,7 +29,7 @@ from typing import Dict, Optional
 import torch.nn as nn
 from mmengine.registry import DefaultScope
 
-from mmkd.recorders.module_recorder import find_module
+from mmkd.recorders.module_recorder import RecordPointError, find_module
 from mmkd.registry import MODELS
 
 from .model_builder import build_model_in_scope, infer_model_scope
@@ -41,19 +41,42 @@ INSERT_KEYS = ('after', 'module')
 class _ReplaceOutput:
     """Forward hook: the hooked module's output goes through the insert ``inserts[name]``
     (looked up at each call, so a module swapped in later, e.g. by SyncBN conversion, is the
-    one used; a plain object, not a closure, so a model with inserts deep-copies and pickles)."""
+    one used; a plain object, not a closure, so a model with inserts deep-copies and pickles).
 
-    def __init__(self, inserts: nn.ModuleDict, name: str):
+    An ordinary error raised by the insert (a channel count that does not fit, a wrong rank)
+    is raised again, of the same type, prefixed with the insert's name and the module it
+    follows: the error is in the insert's settings, not in the model around it.
+    """
+
+    def __init__(self, inserts: nn.ModuleDict, name: str, after: str, setting: str):
         self.inserts = inserts
         self.name = name
+        self.after = after
+        self.setting = setting  # where the insert is configured, e.g. model.student_inserts.x
 
     def __call__(self, module, args, output):
-        return self.inserts[self.name](output)
+        insert = self.inserts[self.name]
+        try:
+            return insert(output)
+        except RecordPointError:  # a record point inside the insert: the recorder reports it
+            raise
+        except (ValueError, TypeError, RuntimeError, IndexError) as e:
+            prefix = (f'Insert {self.name!r} ({type(insert).__name__} after {self.after!r}, '
+                      f'configured in {self.setting})')
+            text = str(e)
+            if text.startswith(prefix):
+                raise
+            try:
+                new = type(e)(f'{prefix}: {text}')
+            except Exception:  # an exception type with its own constructor
+                raise e
+            raise new from e
 
 
 def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],
-                   desc: str = 'model') -> nn.Module:
-    """Build and attach ``inserts`` (module docstring) to ``model`` in place; returns it."""
+                   desc: str = 'model', setting: str = 'model.inserts') -> nn.Module:
+    """Build and attach ``inserts`` (module docstring) to ``model`` in place; returns it.
+    ``desc`` names the model and ``setting`` the config key of ``inserts`` in messages."""
     if not inserts:
         return model
     if not isinstance(inserts, dict):
@@ -89,8 +112,8 @@ def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],
             raise type(e)(f'{where}: building {cfg!r} failed: {e}') from e
         targets[name] = (after, target)
     model.add_module(INSERTS_ATTR, built)
-    for name, (_, target) in targets.items():
-        target.register_forward_hook(_ReplaceOutput(built, name))
+    for name, (after, target) in targets.items():
+        target.register_forward_hook(_ReplaceOutput(built, name, after, f'{setting}.{name}'))
     return model
 
 

@@ -12,32 +12,33 @@ as ``distill.<block>.weight``.
 """
 import math
 import numbers
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 from mmengine.logging import MessageHub
 
+from ..utils.arguments import (Interval, NonNegativeInt, PositiveFloat, check_arguments,
+                               check_value)
 
-def _is_number(value, positive=False) -> bool:
-    """A finite real (not a bool), positive if asked."""
-    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
-            and math.isfinite(value) and (not positive or value > 0))
-
-
-def _number(value, what: str, block: str, positive=False) -> float:
-    if not _is_number(value, positive):
-        raise TypeError(f'Block {block!r}: loss_weight {what} must be a finite '
-                        f'{"positive " if positive else ""}number, got {value!r}.')
-    return float(value)
+#: The block key that allows a negative loss weight (a negative value, start, min_value or
+#: gamma): a term that pushes the student *away* from the teacher is almost always a typo.
+NEGATIVE_OPT_IN = 'allow_negative_loss_weight'
+#: A weight, or what multiplies one: >= 0 unless the block sets ``NEGATIVE_OPT_IN=True``.
+Weight = Annotated[float, Interval(
+    ge=0, opt_in=NEGATIVE_OPT_IN,
+    hint='a negative weight pushes the student away from the teacher; if that is meant, set '
+         f'{NEGATIVE_OPT_IN}=True in the block')]
 
 
 class LossWeight:
-    """A constant weight; the base of the schedules."""
+    """A constant weight; the base of the schedules. Arguments are checked against their
+    annotations by :func:`build_loss_weight` (:mod:`mmkd.utils.arguments`), which also sets
+    ``block``, the name used in messages."""
     scheduled = False
+    block = ''
 
-    def __init__(self, value: float = 1.0, by_epoch: bool = False, block: str = ''):
-        self.value = _number(value, 'value', block)
-        self.by_epoch = bool(by_epoch)
-        self.block = block
+    def __init__(self, value: Weight = 1.0, by_epoch: bool = False):
+        self.value = float(value)
+        self.by_epoch = by_epoch
 
     def at(self, t: int, total: Optional[int] = None) -> float:
         return self.value
@@ -70,10 +71,11 @@ class LinearWarmup(LossWeight):
     """
     scheduled = True
 
-    def __init__(self, value=1.0, warmup=1, start=0.0, by_epoch=False, block=''):
-        super().__init__(value, by_epoch, block)
-        self.warmup = _number(warmup, 'warmup', block, positive=True)
-        self.start = _number(start, 'start', block)
+    def __init__(self, value: Weight = 1.0, warmup: PositiveFloat = 1, start: Weight = 0.0,
+                 by_epoch: bool = False):
+        super().__init__(value, by_epoch)
+        self.warmup = float(warmup)
+        self.start = float(start)
 
     def at(self, t, total=None):
         return self.value * (self.start + (1 - self.start) * min(t / self.warmup, 1.0))
@@ -85,15 +87,11 @@ class Step(LossWeight):
     after the first milestone (e.g. a teacher that only guides the start of training)."""
     scheduled = True
 
-    def __init__(self, value=1.0, milestones: Sequence[int] = (), gamma=0.1, by_epoch=False,
-                 block=''):
-        super().__init__(value, by_epoch, block)
-        if not isinstance(milestones, (list, tuple)) or not all(
-                isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in milestones):
-            raise TypeError(f'Block {block!r}: loss_weight milestones must be a list of '
-                            f'non-negative integers, got {milestones!r}.')
+    def __init__(self, value: Weight = 1.0, milestones: Sequence[NonNegativeInt] = (),
+                 gamma: Weight = 0.1, by_epoch: bool = False):
+        super().__init__(value, by_epoch)
         self.milestones = sorted(milestones)
-        self.gamma = _number(gamma, 'gamma', block)
+        self.gamma = float(gamma)
 
     def at(self, t, total=None):
         return self.value * self.gamma ** sum(t > m for m in self.milestones)
@@ -104,11 +102,11 @@ class CosineDecay(LossWeight):
     epochs; default: the run's ``max_iters``/``max_epochs``), then ``min_value``."""
     scheduled = True
 
-    def __init__(self, value=1.0, min_value=0.0, length=None, by_epoch=False, block=''):
-        super().__init__(value, by_epoch, block)
-        self.min_value = _number(min_value, 'min_value', block)
-        self.length = None if length is None else _number(length, 'length', block,
-                                                          positive=True)
+    def __init__(self, value: Weight = 1.0, min_value: Weight = 0.0,
+                 length: Optional[PositiveFloat] = None, by_epoch: bool = False):
+        super().__init__(value, by_epoch)
+        self.min_value = float(min_value)
+        self.length = None if length is None else float(length)
 
     def at(self, t, total=None):
         length = self.length or total
@@ -123,22 +121,27 @@ class CosineDecay(LossWeight):
 SCHEDULES = {cls.__name__: cls for cls in (Constant, LinearWarmup, Step, CosineDecay)}
 
 
-def build_loss_weight(spec, block: str) -> LossWeight:
-    """A block's ``loss_weight``: a number, or ``dict(type=<schedule>, ...)``."""
+def build_loss_weight(spec, block: str, allow_negative: bool = False) -> LossWeight:
+    """A block's ``loss_weight``: a number, or ``dict(type=<schedule>, ...)``, checked against
+    the schedule's argument annotations: finite numbers, and no negative weight unless the
+    block opts in (``allow_negative``, the block's ``allow_negative_loss_weight``)."""
+    check_value(allow_negative, bool, f'Block {block!r}: {NEGATIVE_OPT_IN}')
+    opt_ins = {NEGATIVE_OPT_IN} if allow_negative else set()
     if isinstance(spec, dict):
         spec = dict(spec)
         kind = spec.pop('type', None)
         if kind not in SCHEDULES:
             raise KeyError(f'Block {block!r}: unknown loss_weight schedule {kind!r}; valid '
                            f'types are {sorted(SCHEDULES)} (or a plain number).')
-        try:
-            return SCHEDULES[kind](**spec, block=block)
-        except TypeError as e:
-            if str(e).startswith('Block'):
-                raise
-            raise TypeError(f'Block {block!r}: loss_weight {kind}: {e}') from e
-    if not _is_number(spec):
-        raise TypeError(f'Block {block!r}: loss_weight must be a finite number or '
-                        f'dict(type=<schedule>, ...) with type in {sorted(SCHEDULES)}, got '
-                        f'{spec!r} ({type(spec).__name__}).')
-    return Constant(spec, block=block)
+        check_arguments(SCHEDULES[kind], spec, f'Block {block!r}: loss_weight {kind}', opt_ins)
+        weight = SCHEDULES[kind](**spec)
+    else:
+        if isinstance(spec, bool) or not isinstance(spec, numbers.Real) or \
+                not math.isfinite(spec):
+            raise TypeError(f'Block {block!r}: loss_weight must be a finite number or '
+                            f'dict(type=<schedule>, ...) with type in {sorted(SCHEDULES)}, got '
+                            f'{spec!r} ({type(spec).__name__}).')
+        check_value(spec, Weight, f'Block {block!r}: loss_weight', opt_ins)
+        weight = Constant(spec)
+    weight.block = block
+    return weight

@@ -19,6 +19,8 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from ..utils.errors import with_message
+
 KNOWN_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
 
@@ -124,19 +126,32 @@ def load_checkpoint_strict(model: nn.Module, checkpoint: str, desc: str = 'teach
     ``revise_keys`` is a list of ``(regex, replacement)`` applied in order to every key (as in
     ``mmengine.runner.load_checkpoint``), for checkpoints from another codebase.
 
-    Raises FileNotFoundError for a missing file, a RuntimeError that names the missing,
-    unexpected and mis-shaped keys for any mismatch, and a FloatingPointError naming the
-    tensors that hold NaN/inf (all before touching the model).
+    Every error names the model (``desc``) and the checkpoint: the loader's own (a missing,
+    empty, truncated, corrupted or oversized file, a directory or device, a URL that does not
+    answer, unsafe content: :mod:`mmkd.utils.checkpoint_file`), a TypeError for a file that
+    holds something else than a state dict (a list, a bare tensor), a RuntimeError that names
+    the missing, unexpected and mis-shaped keys for any mismatch, and a FloatingPointError
+    naming the tensors that hold NaN/inf (all before touching the model).
     """
-    if checkpoint is None:
-        raise ValueError(f'The {desc} needs a checkpoint (a path or URL of trained weights).')
-    remote = re.match(r'^[\w.+-]+:(\S+:)?//', checkpoint) is not None  # http://, s3://, ...
-    if not remote and not osp.isfile(osp.expanduser(checkpoint)):
-        raise FileNotFoundError(f'The {desc} checkpoint {checkpoint!r} does not exist.')
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise TypeError(f'The {desc} needs a checkpoint: a path or URL of trained weights, got '
+                        f'{checkpoint!r}.')
+    try:
+        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+    except Exception as e:
+        raise with_message(e, f'The {desc} checkpoint: {e}') from e
     state = ckpt
     if isinstance(ckpt, dict):
         state = ckpt['state_dict'] if 'state_dict' in ckpt else ckpt.get('model', ckpt)
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        what = (f'a {type(state).__name__}' + (f' of shape {tuple(state.shape)}'
+                                                if isinstance(state, torch.Tensor) else
+                                                f' of {len(state)} items'
+                                                if isinstance(state, (list, tuple)) else ''))
+        raise TypeError(
+            f'The {desc} checkpoint {checkpoint!r} holds {what}, not a state dict (names -> '
+            'tensors, alone or under "state_dict" or "model"). Save the trained model with '
+            "torch.save({'state_dict': model.state_dict()}, path).")
     state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
     for pattern, replacement in revise_keys:
         state = {re.sub(pattern, replacement, k): v for k, v in state.items()}

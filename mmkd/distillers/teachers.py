@@ -36,8 +36,10 @@ Channel order follows OpenMMLab: images are loaded BGR, a preprocessor with ``bg
 the flipped order.
 """
 import logging
+import re
 from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 
@@ -126,10 +128,22 @@ class Normalisation:
         return x * std + mean
 
 
-def _check_channels(norm: Normalisation, x: torch.Tensor, who: str):
+def _check_channels(norm: Normalisation, x: torch.Tensor, who: str, setting: str):
+    """A mean/std of one value, or one per channel of ``x``; else an error naming whose
+    normalisation it is and the setting that states it."""
     if norm.mean is not None and x.dim() > 1 and norm.mean.numel() not in (1, x.shape[1]):
-        raise ValueError(f'{who}: normalisation has {norm.mean.numel()} channels but the batch '
-                         f'has {x.shape[1]} (shape {tuple(x.shape)}).')
+        raise ValueError(f'{who}: the normalisation has {norm.mean.numel()} channels (mean '
+                         f'{norm.describe()["mean"]}) but the batch has {x.shape[1]} (shape '
+                         f'{tuple(x.shape)}): give one mean/std value per input channel, or '
+                         f'one for all, in {setting}.')
+
+
+def _is_image(value) -> bool:
+    """A (C, H, W) tensor or array of real numbers."""
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 3 and value.dtype != torch.bool and not value.is_complex()
+    return isinstance(value, np.ndarray) and value.ndim == 3 and (
+        np.issubdtype(value.dtype, np.integer) or np.issubdtype(value.dtype, np.floating))
 
 
 class TeacherView:
@@ -142,14 +156,35 @@ class TeacherView:
         inputs (str | list[str]): ``'inputs'``, the name of a data-sample field holding a raw
             image, or a list of those, concatenated on channels.
         who (str): the teacher, for error messages.
+        setting (str): where the teacher is configured (``'model.teachers.det'``), for error
+            messages that say which key to change.
     """
 
     def __init__(self, student: Optional[Normalisation], teacher: Optional[Normalisation],
-                 inputs='inputs', who: str = 'teacher'):
+                 inputs='inputs', who: str = 'teacher', setting: str = 'model.teacher'):
         self.student, self.teacher, self.inputs, self.who = student, teacher, inputs, who
+        self.setting = setting
         self.sources = [inputs] if isinstance(inputs, str) else list(inputs)
         self.identity = inputs == 'inputs' and (
             teacher is None or student is None or teacher.same_as(student))
+        self._check_channels_at_build()
+
+    def _check_channels_at_build(self):
+        """Fed the student's batch, the teacher's mean/std need one value per channel of that
+        batch, whose channel count the student's preprocessor states (one mean per channel):
+        a wrong count fails here, at build, not in the first forward."""
+        if self.identity or self.inputs != 'inputs' or self.student is None or \
+                self.student.mean is None or self.teacher is None or self.teacher.mean is None:
+            return
+        channels, given = self.student.mean.numel(), self.teacher.mean.numel()
+        if channels > 1 and given not in (1, channels):
+            raise ValueError(
+                f"{self.who}: {self.setting}.normalisation has {given} channels (mean "
+                f"{self.teacher.describe()['mean']}) but the teacher is fed the student's "
+                f"batch, which has {channels} (the student's data_preprocessor normalises "
+                f'{channels}): give one mean/std value per channel, or one for all, in '
+                f"{self.setting}.normalisation (or normalisation='student' to feed the "
+                "student's batch as is).")
 
     @property
     def fields(self) -> List[str]:
@@ -164,10 +199,12 @@ class TeacherView:
             return self._field(inputs, data_samples)
         if self.identity or not isinstance(inputs, torch.Tensor):
             return inputs
-        _check_channels(self.student, inputs, f'{self.who} (student batch)')
+        _check_channels(self.student, inputs, f"{self.who}, the student's batch",
+                        "the student's data_preprocessor")
         raw = self.student.denormalise(inputs)  # student's channel order
         if self.student.flips(raw) != self.teacher.flips(raw):
             raw = raw.flip(1)  # now in the order the teacher's mean/std are given in
+        _check_channels(self.teacher, raw, self.who, f'{self.setting}.normalisation')
         out = self.teacher.scale(raw)
         # Padding is restored in place: never in the student's own batch.
         return self._restore_padding(out.clone() if out is inputs else out, data_samples)
@@ -191,6 +228,9 @@ class TeacherView:
 
     def _field(self, inputs, data_samples):
         raw = self._raw_field(self.inputs, inputs, data_samples)
+        if self.teacher is not None:
+            _check_channels(self.teacher, raw, f'{self.who}, fed data_samples[i].{self.inputs}',
+                            f'{self.setting}.normalisation')
         out = self.teacher.normalise(raw) if self.teacher else raw.float()
         if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
             out = out.to(inputs.dtype)
@@ -211,7 +251,7 @@ class TeacherView:
                 f'which samples {missing[:5]} lack: the dataset pipeline must add it (e.g. '
                 f"dict(type='mmkd.PackImageField', keys=[{field!r}], pack=<the Pack* "
                 'transform>); see docs/multi_teacher.md).')
-        images = [torch.as_tensor(getattr(s, field)) for s in data_samples]
+        images = [self._image(getattr(s, field), field, i) for i, s in enumerate(data_samples)]
         shapes = {tuple(t.shape) for t in images}
         if len(shapes) > 1:
             raise ValueError(f'{self.who}: the {field!r} images of one batch must have '
@@ -219,11 +259,28 @@ class TeacherView:
         raw = torch.stack(images)
         return raw.to(inputs.device) if isinstance(inputs, torch.Tensor) else raw
 
+    def _image(self, value, field: str, index: int) -> torch.Tensor:
+        """``data_samples[index].<field>`` as a tensor, if it is an image: a (C, H, W) tensor
+        or array of numbers, as :class:`mmkd.PackImageField` packs one. A label, a score or a
+        string would otherwise be stacked into a batch of the wrong rank, or fail inside
+        torch without naming the field."""
+        if _is_image(value):
+            return torch.as_tensor(value)
+        shape = f' of shape {tuple(value.shape)}' if hasattr(value, 'shape') else ''
+        raise TypeError(
+            f'{self.who} reads its input from data_samples[i].{field} ({self.setting}.inputs='
+            f'{self.inputs!r}), but sample {index} holds {type(value).__name__}{shape} there, '
+            'not an image: an image field holds a (C, H, W) tensor or array of numbers (what '
+            f"mmkd.PackImageField packs, e.g. dict(type='mmkd.PackImageField', "
+            f"keys=[{field!r}], pack=...)). Set {self.setting}.inputs to 'inputs' (the "
+            "student's batch) or to the field of such an image.")
+
     def _raw_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """The student's normalised batch back to raw images in load order."""
         if self.student is None:
             return inputs
-        _check_channels(self.student, inputs, f'{self.who} (student batch)')
+        _check_channels(self.student, inputs, f"{self.who}, the student's batch",
+                        "the student's data_preprocessor")
         raw = self.student.denormalise(inputs)
         return raw.flip(1) if self.student.flips(raw) else raw
 
@@ -239,7 +296,8 @@ class TeacherView:
                              f'size to be concatenated, got {[tuple(p.shape) for p in parts]}.')
         raw = torch.cat(parts, dim=1)
         if self.teacher is not None:
-            _check_channels(self.teacher, raw, f'{self.who} (sources {self.sources})')
+            _check_channels(self.teacher, raw, f'{self.who}, fed {self.sources} on channels',
+                            f'{self.setting}.normalisation')
         out = self.teacher.normalise(raw) if self.teacher else raw
         if isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
             out = out.to(inputs.dtype)
@@ -262,6 +320,29 @@ def parse_normalisation(spec, teacher_model, who: str) -> Optional[Normalisation
     raise ValueError(f"{who}: normalisation must be None (the teacher config's "
                      "data_preprocessor), 'student' (the student's batch as is) or "
                      f'dict(mean=..., std=..., bgr_to_rgb=...), got {spec!r}.')
+
+
+REVISE_KEYS_EXAMPLE = r"[(r'^module\.', ''), (r'^head\.', 'head.fc.')]"
+
+
+def check_revise_keys(spec, who: str, setting: str) -> list:
+    """A teacher's ``revise_keys``: a list of ``(regex, replacement)`` string pairs, each
+    regex compiled and each replacement parsed here, so a typo fails at build naming the
+    teacher and the setting (not inside ``re`` while the checkpoint loads)."""
+    valid = (f'{setting}.revise_keys must be a list of (regex, replacement) string pairs, '
+             f'applied in order to every key of the checkpoint, e.g. {REVISE_KEYS_EXAMPLE}')
+    pairs_ok = isinstance(spec, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in spec)
+    if not pairs_ok:
+        raise TypeError(f'{who}: {valid}; got {spec!r}.')
+    for pattern, replacement in spec:
+        try:
+            re.compile(pattern).sub(replacement, '')  # parses the replacement's group refs
+        except re.error as e:
+            raise ValueError(f'{who}: {setting}.revise_keys has ({pattern!r}, {replacement!r}), '
+                             f'which re cannot use: {e}. {valid}.') from None
+    return [tuple(p) for p in spec]
 
 
 class Teacher:

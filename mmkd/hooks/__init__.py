@@ -1,3 +1,5 @@
 from .random_state import RandomStateHook, capture_random_state, restore_random_state
+from .run_record import ObjectiveChangedError, RunRecordHook
 
-__all__ = ['RandomStateHook', 'capture_random_state', 'restore_random_state']
+__all__ = ['RandomStateHook', 'capture_random_state', 'restore_random_state',
+           'ObjectiveChangedError', 'RunRecordHook']

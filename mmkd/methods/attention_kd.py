@@ -46,13 +46,14 @@ no loss scale, so this is our choice, made so that RTK can use AFD's weights;
 ``normalize='none'`` keeps the raw sum.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Annotated, Dict, List, Literal, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
+from ..utils.arguments import InitCfg, Interval, LossName, PositiveFloat, PositiveInt
 from .base import BaseDistillMethod, LevelwiseMethod, flatten_levels
 
 
@@ -85,7 +86,8 @@ class _LayerAttention(BaseDistillMethod):
     """
     query_side = 'teacher'
 
-    def __init__(self, qk_dim: int = 128, loss_name: str = 'loss_attn', init_cfg=None):
+    def __init__(self, qk_dim: PositiveInt = 128, loss_name: LossName = 'loss_attn',
+                 init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
         self.qk_dim = qk_dim
         self.loss_name = loss_name
@@ -162,7 +164,7 @@ class AFD(_LayerAttention):
     """
     query_side = 'teacher'
 
-    def __init__(self, qk_dim: int = 128, loss_name: str = 'loss_afd', **kwargs):
+    def __init__(self, qk_dim: PositiveInt = 128, loss_name: LossName = 'loss_afd', **kwargs):
         super().__init__(qk_dim=qk_dim, loss_name=loss_name, **kwargs)
 
     def attention(self, student, teacher) -> torch.Tensor:
@@ -208,21 +210,13 @@ class RTK(_LayerAttention):
     Logs ``kept_keys``: the mean number of teacher keys kept per student layer.
     """
     query_side = 'student'
-    SELECTIONS = ('topk', 'threshold', 'all')
-    NORMALIZATIONS = ('teacher_layers', 'none')
 
-    def __init__(self, selection: str = 'topk', num_keys: Optional[int] = None,
-                 threshold: float = 0.1, normalize: str = 'teacher_layers', qk_dim: int = 128,
-                 loss_name: str = 'loss_rtk', **kwargs):
+    def __init__(self, selection: Literal['topk', 'threshold', 'all'] = 'topk',
+                 num_keys: Optional[PositiveInt] = None,
+                 threshold: Annotated[float, Interval(ge=0, le=1)] = 0.1,
+                 normalize: Literal['teacher_layers', 'none'] = 'teacher_layers',
+                 qk_dim: PositiveInt = 128, loss_name: LossName = 'loss_rtk', **kwargs):
         super().__init__(qk_dim=qk_dim, loss_name=loss_name, **kwargs)
-        if selection not in self.SELECTIONS:
-            raise ValueError(f'RTK selection must be one of {list(self.SELECTIONS)}, got '
-                             f'{selection!r}')
-        if normalize not in self.NORMALIZATIONS:
-            raise ValueError(f'RTK normalize must be one of {list(self.NORMALIZATIONS)}, got '
-                             f'{normalize!r}')
-        if num_keys is not None and num_keys < 1:
-            raise ValueError(f'RTK num_keys must be >= 1, got {num_keys}')
         self.selection, self.num_keys, self.threshold = selection, num_keys, threshold
         self.normalize = normalize
 
@@ -267,21 +261,42 @@ class AT(LevelwiseMethod):
         share_levels, level_reduction: see :class:`LevelwiseMethod` (levels: pairs, summed).
 
     Block: ``student=['backbone.layer1', 'backbone.layer2', 'backbone.layer3']`` and the same
-    teacher stages (any channel counts; maps of other sizes pooled to the smaller). Returns
-    ``loss_at``.
+    teacher stages (any channel counts; of two maps of other sizes, the larger is pooled to
+    the smaller, which must be no larger in either dimension). Returns ``loss_at``.
     """
 
-    def __init__(self, p: float = 2.0, **kwargs):
+    def __init__(self, p: PositiveFloat = 2.0, **kwargs):
         super().__init__(**kwargs)
-        if not p > 0:
-            raise ValueError(f'AT: p must be positive, got {p!r}.')
         self.p = p
 
     def build_level(self, student, teacher):
         if student.dim() != 4 or teacher.dim() != 4:
             raise ValueError(f'AT needs feature maps (N, C, H, W); got student '
                              f'{tuple(student.shape)} and teacher {tuple(teacher.shape)}.')
+        self.common_size(student, teacher)  # fails now on maps that cannot be compared
         return None
+
+    @staticmethod
+    def common_size(student: torch.Tensor, teacher: torch.Tensor):
+        """The (H, W) both maps are compared at: the smaller map's, when it is no larger
+        than the other in either dimension (the larger is average-pooled to it).
+
+        Shapes, not areas: maps of one area and another shape (4x16 and 8x8) flatten to
+        vectors of one length whose positions are different places of the image, so comparing
+        them position by position would be silently wrong; maps larger in one dimension and
+        smaller in the other have no common grid to pool to. Both are refused.
+        """
+        (hs, ws), (ht, wt) = student.shape[2:], teacher.shape[2:]
+        if hs <= ht and ws <= wt:
+            return hs, ws
+        if ht <= hs and wt <= ws:
+            return ht, wt
+        raise ValueError(
+            f'AT compares spatial attention maps position by position, so one map must be no '
+            f'larger than the other in both height and width (the larger is average-pooled to '
+            f'it); got student {tuple(student.shape)} and teacher {tuple(teacher.shape)} '
+            f'({hs}x{ws} against {ht}x{wt}). Record student and teacher points whose maps '
+            f'have the same aspect ratio (e.g. the same stage of both networks).')
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x.float().pow(self.p).mean(dim=1).flatten(1), dim=1)
@@ -291,9 +306,9 @@ class AT(LevelwiseMethod):
         teacher = teacher.detach()
         if student.numel() == 0 or teacher.numel() == 0:
             return dict(loss_at=student.sum() * 0)
-        (hs, ws), (ht, wt) = student.shape[2:], teacher.shape[2:]
-        if hs * ws > ht * wt:
-            student = F.adaptive_avg_pool2d(student, (ht, wt))
-        elif hs * ws < ht * wt:
-            teacher = F.adaptive_avg_pool2d(teacher, (hs, ws))
+        size = self.common_size(student, teacher)
+        if tuple(student.shape[2:]) != size:
+            student = F.adaptive_avg_pool2d(student, size)
+        if tuple(teacher.shape[2:]) != size:
+            teacher = F.adaptive_avg_pool2d(teacher, size)
         return dict(loss_at=(self.attention(student) - self.attention(teacher)).pow(2).mean())

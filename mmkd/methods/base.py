@@ -6,12 +6,14 @@ named losses. Methods never state channel numbers in configs: the distiller runs
 once on a dummy batch at construction time and calls :meth:`BaseDistillMethod.build` with the
 recorded tensors, so all parameters exist before the optimizer and DDP wrapper are created.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Literal, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+
+from ..utils.arguments import InitCfg, bind_arguments, check_arguments
 
 Features = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -22,9 +24,21 @@ class BaseDistillMethod(BaseModule):
     Subclasses implement :meth:`build` (create sub-modules from example tensors) and
     :meth:`forward` (return ``{'loss_x': tensor, ...}``; keys without 'loss' are logged only).
     ``data_samples`` is passed for methods that need labels or boxes.
+
+    Arguments are declared, not checked by hand: the annotations of a method's ``__init__``
+    (:mod:`mmkd.utils.arguments`: ``tau: PositiveFloat = 1.0``, ``Literal['auto', 'none']``)
+    are its schema, and every construction checks the given values against it before
+    ``__init__`` runs (the distiller first, naming the block), so a wrong type or an
+    impossible value fails at build naming the argument.
     """
 
-    def __init__(self, init_cfg=None):
+    def __new__(cls, *args, **kwargs):
+        arguments = bind_arguments(cls, args, kwargs)
+        if arguments is not None:  # else __init__ raises Python's own error
+            check_arguments(cls, arguments)
+        return super().__new__(cls)
+
+    def __init__(self, init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
         self.built = False
 
@@ -70,10 +84,9 @@ class LevelwiseMethod(BaseDistillMethod):
             'loss') are averaged over levels either way.
     """
 
-    def __init__(self, share_levels: bool = False, level_reduction: str = 'sum', init_cfg=None):
+    def __init__(self, share_levels: bool = False, level_reduction: Literal['sum', 'mean'] = 'sum',
+                 init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
-        if level_reduction not in ('sum', 'mean'):
-            raise ValueError(f"level_reduction must be 'sum' or 'mean', got {level_reduction!r}")
         self.share_levels = share_levels
         self.level_reduction = level_reduction
         self.connectors = nn.ModuleList()

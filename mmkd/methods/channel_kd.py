@@ -32,27 +32,25 @@ summed. Degenerate maps stay finite: an empty map (no sample or position) gives 
 channel gives a uniform distribution (CWD) or zeros (PKD), and a single position per channel
 (M = 1, no unbiased std) gives zeros in PKD.
 """
-from typing import Dict
+from typing import Dict, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..losses import kl_from_log_probs
 from ..registry import MODELS
+from ..utils.arguments import PositiveFloat
 from .base import LevelwiseMethod, resize_like
 from .feature_mse import channel_projector
 
-PROJECTORS = ('auto', 'always', 'none')
+Projector = Literal['auto', 'always', 'none']
 
 
 class _ChannelMethod(LevelwiseMethod):
     """Shared: (N, C, H, W) checks, the optional 1x1 alignment, float32 (AMP), resizing."""
 
-    def __init__(self, projector: str = 'auto', **kwargs):
+    def __init__(self, projector: Projector = 'auto', **kwargs):
         super().__init__(**kwargs)
-        if projector not in PROJECTORS:
-            raise ValueError(f'{type(self).__name__}: projector={projector!r}; valid values are '
-                             f'{list(PROJECTORS)}.')
         self.projector = projector
 
     def build_level(self, student, teacher):
@@ -81,10 +79,8 @@ class CWD(_ChannelMethod):
     ``'neck'`` (every FPN level). Returns ``loss_cwd``.
     """
 
-    def __init__(self, tau: float = 1.0, projector: str = 'auto', **kwargs):
+    def __init__(self, tau: PositiveFloat = 1.0, projector: Projector = 'auto', **kwargs):
         super().__init__(projector, **kwargs)
-        if not tau > 0:
-            raise ValueError(f'CWD: tau must be positive, got {tau!r}.')
         self.tau = float(tau)
 
     def level_loss(self, student, teacher, connector, data_samples=None
@@ -125,7 +121,7 @@ class PKD(_ChannelMethod):
     teacher (MMRazor's four FPN levels). Returns ``loss_pkd``.
     """
 
-    def __init__(self, eps: float = 1e-6, projector: str = 'auto', **kwargs):
+    def __init__(self, eps: PositiveFloat = 1e-6, projector: Projector = 'auto', **kwargs):
         super().__init__(projector, **kwargs)
         self.eps = float(eps)
 

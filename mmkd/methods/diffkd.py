@@ -23,7 +23,7 @@ row on an h x w grid, h = w = sqrt(L') unless ``token_shape`` is given.
 Nothing of this runs at inference: the module lives in the distiller, not in the student.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Annotated, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -32,6 +32,8 @@ from mmengine.model import BaseModule
 
 from ..losses import build_distance
 from ..registry import MODELS
+from ..utils.arguments import (SIDES, Described, Interval, NonNegativeFloat, NonNegativeInt,
+                               PerSide, PositiveInt)
 from .base import LevelwiseMethod, resize_like
 
 
@@ -251,6 +253,13 @@ class DiffKDLevel(BaseModule):
         self.proj = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels))
 
 
+#: A beta of the DDPM schedule: 1 would give abar = 0 and divide by zero in the DDIM step.
+Beta = Annotated[float, Interval(gt=0, lt=1)]
+#: The (h, w) token grid of one side, None for a square one.
+TokenShape = Annotated[Optional[Tuple[PositiveInt, PositiveInt]],
+                       Described('None or (h, w), two ints >= 1')]
+
+
 @MODELS.register_module()
 class DiffKD(LevelwiseMethod):
     """Diffusion-denoised feature (or logit) distillation.
@@ -298,30 +307,19 @@ class DiffKD(LevelwiseMethod):
     """
 
     LOSS_TERMS = ('kd', 'ddim', 'ae')
-    SIDES = ('student', 'teacher')
 
     def __init__(self, distance: Union[str, dict] = 'mse', use_ae: bool = False,
-                 ae_channels: Optional[int] = None, kernel_size: Optional[int] = None,
-                 inference_steps: int = 5, start_timestep: Optional[int] = None,
-                 num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02, use_noise_adapter: bool = True,
-                 loss_weights: Optional[dict] = None, skip_tokens: Union[int, dict] = 0,
-                 token_shape: Optional[Union[Sequence[int], dict]] = None, **kwargs):
+                 ae_channels: Optional[PositiveInt] = None,
+                 kernel_size: Optional[Literal[1, 3]] = None, inference_steps: PositiveInt = 5,
+                 start_timestep: Optional[NonNegativeInt] = None,
+                 num_train_timesteps: PositiveInt = 1000, beta_start: Beta = 1e-4,
+                 beta_end: Beta = 0.02, use_noise_adapter: bool = True,
+                 loss_weights: Optional[Dict[str, NonNegativeFloat]] = None,
+                 skip_tokens: PerSide[NonNegativeInt] = 0,
+                 token_shape: PerSide[TokenShape] = None, **kwargs):
         super().__init__(**kwargs)
-        self.skip_tokens = self._per_side('skip_tokens', skip_tokens, 0)
-        for side, value in self.skip_tokens.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f'DiffKD skip_tokens ({side}) must be an int >= 0, got '
-                                 f'{value!r}')
-        self.token_shape = self._per_side('token_shape', token_shape, None)
-        for side, value in self.token_shape.items():
-            if value is not None and not (
-                    isinstance(value, (tuple, list)) and len(value) == 2
-                    and all(isinstance(v, int) and v > 0 for v in value)):
-                raise ValueError(f'DiffKD token_shape ({side}) must be None or (h, w) with '
-                                 f'positive ints, got {value!r}')
-        if kernel_size not in (None, 1, 3):
-            raise ValueError(f'DiffKD kernel_size must be None (auto), 1 or 3, got {kernel_size}')
+        self.skip_tokens = self._per_side(skip_tokens, 0)
+        self.token_shape = self._per_side(token_shape, None)
         self.distance = build_distance(distance)
         self.use_ae, self.ae_channels = use_ae, ae_channels
         self.kernel_size = kernel_size
@@ -335,16 +333,13 @@ class DiffKD(LevelwiseMethod):
         self.loss_weights = {k: 1.0 for k in self.LOSS_TERMS}
         self.loss_weights.update(loss_weights or {})
 
-    @classmethod
-    def _per_side(cls, name: str, value, default) -> Dict[str, object]:
-        """One value for both sides, or ``dict(student=..., teacher=...)``."""
+    @staticmethod
+    def _per_side(value, default) -> Dict[str, object]:
+        """One value for both sides, or ``dict(student=..., teacher=...)`` (keys checked by
+        the argument schema; a missing side: ``default``)."""
         if not isinstance(value, dict):
-            return {side: value for side in cls.SIDES}
-        unknown = sorted(set(value) - set(cls.SIDES))
-        if unknown:
-            raise ValueError(f'DiffKD {name} got unknown keys {unknown}; valid keys: '
-                             f'{list(cls.SIDES)}.')
-        return {side: value.get(side, default) for side in cls.SIDES}
+            return {side: value for side in SIDES}
+        return {side: value.get(side, default) for side in SIDES}
 
     def _as_map(self, x: torch.Tensor, side: str) -> torch.Tensor:
         """(N, C) -> (N, C, 1, 1); (N, L, C) -> (N, C, h, w) (:func:`tokens_to_map` with this

@@ -5,6 +5,7 @@ import torch
 
 from ..losses import dist_loss
 from ..registry import MODELS
+from ..utils.arguments import LossName, NonNegativeFloat, PositiveFloat
 from .base import LevelwiseMethod, resize_like
 
 
@@ -24,8 +25,8 @@ class DIST(LevelwiseMethod):
         loss_name (str): key of the returned loss. Default 'loss_dist'.
     """
 
-    def __init__(self, tau: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
-                 loss_name: str = 'loss_dist', **kwargs):
+    def __init__(self, tau: PositiveFloat = 1.0, beta: NonNegativeFloat = 1.0,
+                 gamma: NonNegativeFloat = 1.0, loss_name: LossName = 'loss_dist', **kwargs):
         super().__init__(**kwargs)
         self.tau, self.beta, self.gamma = tau, beta, gamma
         self.loss_name = loss_name

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 
 from ..losses import kl_from_log_probs, standardize_logits
 from ..registry import MODELS
+from ..utils.arguments import InitCfg, NonNegativeFloat, PositiveFloat
 from .base import BaseDistillMethod, gt_labels
 
 
@@ -99,22 +100,12 @@ def _check_logits(name: str, student, teacher) -> None:
                          f'{tuple(student.shape)} and teacher {tuple(teacher.shape)}.')
 
 
-def _positive(name: str, **values) -> None:
-    for key, v in values.items():
-        if v is not None and not v > 0:
-            raise ValueError(f'{name}: {key} must be positive, got {v!r}.')
-
-
 class _DecoupledLogits(BaseDistillMethod):
     """Shared by DKD and RLD: checks, float32 (AMP), standardisation, labels."""
 
-    def __init__(self, alpha: float, beta: float, tau: float, logit_standardization: bool,
-                 init_cfg=None):
+    def __init__(self, alpha: NonNegativeFloat, beta: NonNegativeFloat, tau: PositiveFloat,
+                 logit_standardization: bool, init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
-        _positive(type(self).__name__, tau=tau)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f'{type(self).__name__}: alpha and beta must be >= 0, got '
-                             f'{alpha!r}, {beta!r}.')
         self.alpha, self.beta, self.tau = float(alpha), float(beta), float(tau)
         self.logit_standardization = logit_standardization
 
@@ -149,8 +140,9 @@ class DKD(_DecoupledLogits):
     Returns ``loss_tckd`` and ``loss_nckd`` (their sum is DKD's loss).
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 logit_standardization: bool = False, init_cfg=None):
+    def __init__(self, alpha: NonNegativeFloat = 1.0, beta: NonNegativeFloat = 8.0,
+                 tau: PositiveFloat = 4.0, logit_standardization: bool = False,
+                 init_cfg: InitCfg = None):
         super().__init__(alpha, beta, tau, logit_standardization, init_cfg=init_cfg)
 
     def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:
@@ -178,11 +170,10 @@ class RLD(_DecoupledLogits):
     Block: as :class:`DKD`. Returns ``loss_scd`` and ``loss_mcd``.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 8.0, tau: float = 4.0,
-                 scd_tau: Optional[float] = None, logit_standardization: bool = False,
-                 init_cfg=None):
+    def __init__(self, alpha: NonNegativeFloat = 1.0, beta: NonNegativeFloat = 8.0,
+                 tau: PositiveFloat = 4.0, scd_tau: Optional[PositiveFloat] = None,
+                 logit_standardization: bool = False, init_cfg: InitCfg = None):
         super().__init__(alpha, beta, tau, logit_standardization, init_cfg=init_cfg)
-        _positive('RLD', scd_tau=scd_tau)
         self.scd_tau = float(scd_tau) if scd_tau is not None else self.tau
 
     def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:

@@ -21,16 +21,17 @@ weights w_k (default 1) and p_k = softmax(t_k / tau), q = softmax(s / tau):
 With one teacher all three are Hinton's KD (:class:`LogitKD`) at the same temperature. The KL
 is summed over classes and averaged over samples (and pixels), as in :class:`LogitKD`.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..losses import kl_from_log_probs
 from ..registry import MODELS
+from ..utils.arguments import InitCfg, LossName, NonNegativeFloat, PositiveFloat
 from .base import BaseDistillMethod, flatten_levels, resize_like
 
-COMBINE_MODES = ('mean_prob', 'mean_logit', 'sum_kl')
+Combine = Literal['mean_prob', 'mean_logit', 'sum_kl']
 
 
 @MODELS.register_module()
@@ -46,18 +47,13 @@ class EnsembleKD(BaseDistillMethod):
         loss_name (str): key of the returned loss. Default 'loss_kd'.
     """
 
-    def __init__(self, combine: str = 'mean_prob', tau: float = 1.0,
-                 teacher_weights: Optional[Sequence[float]] = None, loss_name: str = 'loss_kd',
-                 init_cfg=None):
+    def __init__(self, combine: Combine = 'mean_prob', tau: PositiveFloat = 1.0,
+                 teacher_weights: Optional[Sequence[NonNegativeFloat]] = None,
+                 loss_name: LossName = 'loss_kd', init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
-        if combine not in COMBINE_MODES:
-            raise ValueError(f'EnsembleKD: combine={combine!r}; valid values are '
-                             f'{list(COMBINE_MODES)}.')
-        if not tau > 0:
-            raise ValueError(f'EnsembleKD: tau must be positive, got {tau!r}.')
         if teacher_weights is not None:
             teacher_weights = [float(w) for w in teacher_weights]
-            if any(w < 0 for w in teacher_weights) or sum(teacher_weights) <= 0:
+            if sum(teacher_weights) <= 0:  # each is >= 0 (the argument schema)
                 raise ValueError('EnsembleKD: teacher_weights must be non-negative with a '
                                  f'positive sum, got {teacher_weights}.')
         self.combine = combine

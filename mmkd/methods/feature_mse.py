@@ -12,13 +12,14 @@ teacher's by a conv + BN + ReLU whose conv also fixes the spatial size::
 mdistiller's CIFAR setting: the output of the second stage (hint layer 2, ``backbone.layer2``
 of the CIFAR ResNets), weight 100, CE weight 1 and no logit KD.
 """
-from typing import Dict
+from typing import Dict, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
+from ..utils.arguments import LossName
 from .base import LevelwiseMethod, resize_like
 
 
@@ -64,7 +65,7 @@ class ConvReg(nn.Sequential):
         super().__init__(*layers)
 
 
-PROJECTORS = ('auto', 'always', 'none', 'convreg')
+Projector = Literal['auto', 'always', 'none', 'convreg']
 
 
 @MODELS.register_module()
@@ -83,11 +84,9 @@ class FeatureMSE(LevelwiseMethod):
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
     """
 
-    def __init__(self, projector: str = 'auto', loss_name: str = 'loss_mse', **kwargs):
+    def __init__(self, projector: Projector = 'auto', loss_name: LossName = 'loss_mse',
+                 **kwargs):
         super().__init__(**kwargs)
-        if projector not in PROJECTORS:
-            raise ValueError(f'FeatureMSE: projector={projector!r}; valid values are '
-                             f'{list(PROJECTORS)}.')
         self.projector = projector
         self.loss_name = loss_name
 

@@ -42,17 +42,21 @@ mode, which runs no hooks, so the head itself cannot be a record point of the te
 
 Degenerate batches stay finite: no positive location (images without boxes) gives 0.
 """
-from typing import Dict
+from typing import Annotated, Dict
 
 import torch
 import torch.nn as nn
 
 from ..recorders import find_module
 from ..registry import MODELS
+from ..utils.arguments import InitCfg, Interval
 from .base import BaseDistillMethod
 
 REQUIRED = ('reg_max', 'num_classes', 'get_anchors', 'get_targets', 'prior_generator')
 
+
+Temperature = Annotated[float, Interval(
+    ge=1, why='mmdet KnowledgeDistillationKLDivLoss asserts T >= 1')]
 
 BLOCK = ("ld=dict(student=['bbox_head.gfl_cls', 'bbox_head.scales.*'], "
          "teacher='bbox_head.scales.*', method=dict(type='LD'), loss_weight=0.25)")
@@ -92,11 +96,9 @@ class LD(BaseDistillMethod):
     Returns ``loss_ld``.
     """
 
-    def __init__(self, head: str = 'bbox_head', tau: float = 10.0, init_cfg=None):
+    def __init__(self, head: str = 'bbox_head', tau: Temperature = 10.0,
+                 init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
-        if not tau >= 1:  # mmdet's loss asserts T >= 1
-            raise ValueError(f'LD: tau must be >= 1 (mmdet KnowledgeDistillationKLDivLoss), '
-                             f'got {tau!r}.')
         from mmdet.models.losses import KnowledgeDistillationKLDivLoss
         self.head_name = head
         self.tau = float(tau)

@@ -35,7 +35,7 @@ code does, and where we differ:
   templates tool uses every sampled position.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn as nn
@@ -44,6 +44,7 @@ from mmengine.model import BaseModule
 
 from mmkd.registry import MODELS
 
+from ..utils.arguments import InitCfg, PathLike, PositiveFloat
 from .base import BaseDistillMethod, gt_labels
 
 TEMPLATE_KINDS = ('kmeans', 'subclass')
@@ -106,6 +107,7 @@ class KDLayer(BaseModule):
     def __init__(self, in_channels: int, num_templates: int, alpha: float = 1.0,
                  score_scale: float = 3.0, value_scale: float = 1.0, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.in_channels = in_channels
         self.scores = CosineConv2d(in_channels, num_templates, scale=score_scale)
         self.bn = nn.BatchNorm2d(num_templates)
         self.value = CosineConv2d(num_templates, in_channels, scale=value_scale)
@@ -117,6 +119,14 @@ class KDLayer(BaseModule):
                             f'got {type(x).__name__}'
                             f'{tuple(x.shape) if isinstance(x, torch.Tensor) else ""}. Insert '
                             'it after a stage (e.g. backbone.layer4), not after the backbone.')
+        if x.shape[1] != self.in_channels:
+            # Said here: the cosine convolution would fail in einsum without naming either.
+            raise ValueError(f'KDLayer has in_channels={self.in_channels} but the stage it '
+                             f'follows gives {x.shape[1]}-channel maps (shape '
+                             f'{tuple(x.shape)}): set the KDLayer\'s in_channels='
+                             f'{x.shape[1]} (module=dict(type=\'KDLayer\', in_channels='
+                             f'{x.shape[1]}, ...)), or insert it after a stage of '
+                             f'{self.in_channels} channels.')
         scores = self.scores(x)
         return x + self.alpha * self.value(F.relu(self.bn(scores)))
 
@@ -166,7 +176,7 @@ def positionwise_kl(target: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
 class _TemplatesMethod(BaseDistillMethod):
     kind = ''
 
-    def __init__(self, templates: str, init_cfg=None):
+    def __init__(self, templates: PathLike, init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
         self.templates_file = templates
         data = load_templates(templates, self.kind)
@@ -226,10 +236,9 @@ class LetKD(_TemplatesMethod):
     kind = 'kmeans'
     buffers_of_file = ('centres', )
 
-    def __init__(self, templates: str, temperature: float = 1.0, init_cfg=None):
+    def __init__(self, templates: PathLike, temperature: PositiveFloat = 1.0,
+                 init_cfg: InitCfg = None):
         super().__init__(templates, init_cfg=init_cfg)
-        if temperature <= 0:
-            raise ValueError(f'LetKD: temperature must be > 0, got {temperature}.')
         self.temperature = temperature
 
     @property
@@ -268,7 +277,7 @@ class LetKDSubclass(_TemplatesMethod):
     kind = 'subclass'
     buffers_of_file = ('lda_mean', 'lda_scalings', 'centres', 'score_matrix')
 
-    def __init__(self, templates: str, init_cfg=None):
+    def __init__(self, templates: PathLike, init_cfg: InitCfg = None):
         super().__init__(templates, init_cfg=init_cfg)
         self.num_subclasses = int(self.file_info['num_subclasses'])
         n = self.centres.shape[0]

@@ -5,6 +5,7 @@ import torch
 
 from ..losses import kl_divergence_with_temperature, standardize_logits
 from ..registry import MODELS
+from ..utils.arguments import LossName, PositiveFloat
 from .base import LevelwiseMethod, resize_like
 
 
@@ -26,8 +27,8 @@ class LogitKD(LevelwiseMethod):
         loss_name (str): key of the returned loss. Default 'loss_kd'.
     """
 
-    def __init__(self, tau: float = 1.0, logit_standardization: bool = False,
-                 loss_name: str = 'loss_kd', **kwargs):
+    def __init__(self, tau: PositiveFloat = 1.0, logit_standardization: bool = False,
+                 loss_name: LossName = 'loss_kd', **kwargs):
         super().__init__(**kwargs)
         self.tau = tau
         self.logit_standardization = logit_standardization

@@ -40,13 +40,14 @@ convs with a ReLU) after an adaptive layer for the shapes: that is this method w
 teacher's record point set to its difference features. Their mask type and ratio are not
 stated; ``mask`` / ``ratio`` are options, and the demo's are chosen on the tuning split.
 """
-from typing import Dict, Optional
+from typing import Annotated, Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
+from ..utils.arguments import Interval, LossName, NonNegativeFloat, NonNegativeInt
 from .base import LevelwiseMethod
 
 PRESETS = {
@@ -54,7 +55,10 @@ PRESETS = {
     'segmentation': dict(mask='spatial', ratio=0.75, alpha=2e-5),
     'classification': dict(mask='channel', ratio=0.15, alpha=7e-5),
 }
-MASKS = ('spatial', 'channel')
+Preset = Literal['detection', 'segmentation', 'classification']
+Mask = Literal['spatial', 'channel']
+#: F.interpolate's modes for (N, C, H, W) maps.
+Resize = Literal['nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area']
 
 
 class MGDGenerator(nn.Module):
@@ -100,25 +104,18 @@ class MGD(LevelwiseMethod):
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
     """
 
-    def __init__(self, preset: str = 'detection', mask: Optional[str] = None,
-                 ratio: Optional[float] = None, alpha: Optional[float] = None,
-                 align: str = 'auto', resize: Optional[str] = 'bilinear',
-                 skip_tokens: Optional[int] = None, loss_name: str = 'loss_mgd', **kwargs):
+    def __init__(self, preset: Preset = 'detection', mask: Optional[Mask] = None,
+                 ratio: Optional[Annotated[float, Interval(ge=0, lt=1)]] = None,
+                 alpha: Optional[NonNegativeFloat] = None,
+                 align: Literal['auto', 'always', 'none'] = 'auto',
+                 resize: Optional[Resize] = 'bilinear',
+                 skip_tokens: Optional[NonNegativeInt] = None, loss_name: LossName = 'loss_mgd',
+                 **kwargs):
         super().__init__(**kwargs)
-        if skip_tokens is not None and (not isinstance(skip_tokens, int) or skip_tokens < 0):
-            raise ValueError(f'MGD skip_tokens must be None or an int >= 0, got {skip_tokens!r}')
         self.skip_tokens = skip_tokens
-        if preset not in PRESETS:
-            raise ValueError(f'MGD preset must be one of {list(PRESETS)}, got {preset!r}')
         cfg = dict(PRESETS[preset])
         cfg.update({k: v for k, v in dict(mask=mask, ratio=ratio, alpha=alpha).items()
                     if v is not None})
-        if cfg['mask'] not in MASKS:
-            raise ValueError(f'MGD mask must be one of {MASKS}, got {cfg["mask"]!r}')
-        if not 0.0 <= float(cfg['ratio']) < 1.0:
-            raise ValueError(f'MGD ratio (lambda) must be in [0, 1), got {cfg["ratio"]!r}')
-        if align not in ('auto', 'always', 'none'):
-            raise ValueError(f"MGD align must be 'auto', 'always' or 'none', got {align!r}")
         self.preset, self.mask, self.ratio = preset, cfg['mask'], float(cfg['ratio'])
         self.alpha, self.align, self.resize = float(cfg['alpha']), align, resize
         self.loss_name = loss_name

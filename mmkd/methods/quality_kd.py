@@ -13,12 +13,13 @@ involution IQA teacher (``head.heads.cls`` of each); the paper uses L1. Data flo
 The teacher's prediction is a target (no gradient reaches the teacher, which is frozen). No
 parameters.
 """
-from typing import Dict
+from typing import Dict, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..registry import MODELS
+from ..utils.arguments import LossName
 from .base import LevelwiseMethod
 
 LOSSES = dict(l1=F.l1_loss, mse=F.mse_loss, smooth_l1=F.smooth_l1_loss)
@@ -34,10 +35,9 @@ class QualityKD(LevelwiseMethod):
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
     """
 
-    def __init__(self, loss: str = 'l1', loss_name: str = 'loss_quality_kd', **kwargs):
+    def __init__(self, loss: Literal['l1', 'mse', 'smooth_l1'] = 'l1',
+                 loss_name: LossName = 'loss_quality_kd', **kwargs):
         super().__init__(**kwargs)
-        if loss not in LOSSES:
-            raise ValueError(f'QualityKD loss must be one of {list(LOSSES)}, got {loss!r}')
         self.loss, self.loss_name = loss, loss_name
 
     def build_level(self, student, teacher):

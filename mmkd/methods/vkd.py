@@ -10,7 +10,7 @@ target is normalised in a task-specific way, and the two are matched with a smoo
     target    = norm(teacher tokens (M, C_t));   projected also normalised for 'batch'
     loss      = smooth_l1(projected, target, beta)      (or MSE)
 """
-from typing import Dict, Optional
+from typing import Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
@@ -19,6 +19,7 @@ from mmengine.model import BaseModule
 from torch.nn.utils import parametrizations
 
 from ..registry import MODELS
+from ..utils.arguments import LossName, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from .base import LevelwiseMethod, resize_like
 
 
@@ -143,16 +144,13 @@ class VkD(LevelwiseMethod):
         loss_name (str): key of the returned loss. Default 'loss_vkd'.
     """
 
-    def __init__(self, normalize: str = 'sample', normalize_student: Optional[bool] = None,
-                 affine: bool = False, distance: str = 'smooth_l1', beta: float = 1.0,
-                 pool: bool = False, skip_tokens: int = 0, eps: float = 1e-5,
-                 loss_name: str = 'loss_vkd', **kwargs):
+    def __init__(self, normalize: Literal['sample', 'batch', 'whiten', 'none'] = 'sample',
+                 normalize_student: Optional[bool] = None, affine: bool = False,
+                 distance: Literal['smooth_l1', 'l2'] = 'smooth_l1',
+                 beta: NonNegativeFloat = 1.0, pool: bool = False,
+                 skip_tokens: NonNegativeInt = 0, eps: PositiveFloat = 1e-5,
+                 loss_name: LossName = 'loss_vkd', **kwargs):
         super().__init__(**kwargs)
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f'VkD normalize must be one of {list(NORMALIZATIONS)}, got '
-                             f'{normalize!r}')
-        if distance not in ('smooth_l1', 'l2'):
-            raise ValueError(f"VkD distance must be 'smooth_l1' or 'l2', got {distance!r}")
         self.normalize = normalize
         self.normalize_student = (normalize == 'batch' if normalize_student is None
                                   else normalize_student)

@@ -1,7 +1,7 @@
 from .atomic_io import AtomicLocalBackend, atomic_write, register_atomic_local_backend
 from .checkpoint import (UnsafeCheckpointError, extract_student_state_dict,
                          register_safe_globals)
-from .checkpoint_for_test import LoadTestCheckpointHook, load_test_checkpoint
+from .evaluation_checkpoint import LoadTestCheckpointHook, load_test_checkpoint
 from .dist import setup_cpu_distributed, slurm_to_torch_env, tear_down_process_group
 from .resume import checkpoint_damage, find_resumable_checkpoint
 from .tool_config import (default_train_hooks, infer_dry_run_input_shape, is_distiller_config,

@@ -33,6 +33,10 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from .checkpoint_file import (CheckpointFileError, DamagedCheckpointError,
+                              check_checkpoint_file, download_checkpoint, url_cache_path)
+from .errors import with_message
+
 _REGISTERED = False
 
 
@@ -63,6 +67,7 @@ def register_safe_globals() -> None:
         (_history_buffer_getattr, '__builtin__.getattr'),
         (_history_buffer_getattr, 'builtins.getattr')])
     _patch_mmengine_local_loader()
+    _patch_mmengine_http_loader()
     _guard_checkpoint_loader()
     _REGISTERED = True
 
@@ -84,10 +89,36 @@ def _patch_mmengine_local_loader():
 
     @CheckpointLoader.register_scheme(prefixes='', force=True)
     def load_from_local(filename, map_location):
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
-        return safe_torch_load(filename, map_location=map_location)
+        # The file checks (a regular file, complete, plausible sizes, CRC) name `filename`.
+        return safe_torch_load(osp.expanduser(filename), map_location=map_location,
+                               source=filename)
+
+
+def _patch_mmengine_http_loader():
+    """``http(s)://`` checkpoints (and ``open-mmlab://``, ``torchvision://``, ``mmcls://``...,
+    which MMEngine maps to URLs and loads through the module's ``load_from_http``) are
+    downloaded with bounded timeouts and size (:func:`download_checkpoint`) into torch.hub's
+    cache, then loaded like a local file, checks included. As MMEngine's loader: rank 0
+    downloads first, the other ranks wait for it, then read the cached copy."""
+    from mmengine.dist import get_dist_info
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_http(filename, map_location=None, model_dir=None, progress=None):
+        path = url_cache_path(filename, model_dir)
+        rank, world_size = get_dist_info()
+        if rank == 0 and not osp.isfile(path):
+            download_checkpoint(filename, path)
+        if world_size > 1:
+            torch.distributed.barrier()
+            if not osp.isfile(path):  # another node: its own cache
+                download_checkpoint(filename, path)
+        return safe_torch_load(path, map_location=map_location,
+                               source=f'{filename} (downloaded to {path})')
+
+    mmengine_checkpoint.load_from_http = load_from_http
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
+                                     force=True)
 
 
 _FORCE_ON = 'TORCH_FORCE_WEIGHTS_ONLY_LOAD'
@@ -140,8 +171,11 @@ def _guard_checkpoint_loader():
         with force_weights_only():
             try:
                 return unguarded(cls, filename, *args, **kwargs)
-            except UnsafeCheckpointError:
-                raise  # the local loader's, already naming the file
+            except (UnsafeCheckpointError, CheckpointFileError) as e:
+                if str(filename) in str(e):
+                    raise  # the local loader's, already naming the file
+                # e.g. torchvision://name, loaded from the URL it maps to
+                raise with_message(e, f'{filename}: {e}') from None
             except pickle.UnpicklingError as e:
                 # filename as given (URL, open-mmlab://...), not the download cache's copy.
                 raise UnsafeCheckpointError(_refusal_message(filename, e)) from None
@@ -150,12 +184,20 @@ def _guard_checkpoint_loader():
     CheckpointLoader.load_checkpoint = classmethod(load_checkpoint)
 
 
-def safe_torch_load(filename, map_location='cpu'):
-    """``torch.load`` with weights-only unpickling and a readable refusal."""
+def safe_torch_load(filename, map_location='cpu', source: Optional[str] = None):
+    """``torch.load`` of a local file, weights-only, after the file checks of
+    :mod:`mmkd.utils.checkpoint_file` (a regular file, a complete archive of plausible sizes,
+    every record's CRC); errors name ``source`` (the checkpoint as the user gave it, default
+    ``filename``)."""
+    source = source or filename
+    check_checkpoint_file(filename, source)
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UnsafeCheckpointError(_refusal_message(filename, e)) from None
+        raise UnsafeCheckpointError(_refusal_message(source, e)) from None
+    except (EOFError, RuntimeError) as e:  # a legacy-format file cut short, a bad record
+        raise DamagedCheckpointError(f'Refusing to load checkpoint {source}: torch cannot read '
+                                     f'it ({type(e).__name__}: {e}).') from None
 
 
 def _refusal_message(source, error: Exception) -> str:

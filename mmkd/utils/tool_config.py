@@ -132,8 +132,10 @@ def load_tool_config(config: str, launcher: str = 'none', cfg_options=None,
     return cfg
 
 
-def default_train_hooks(cfg: Config, hooks: Sequence[str] = ('mmkd.RandomStateHook',)) -> None:
-    """Add mmkd's always-on training hooks to ``cfg.custom_hooks`` unless already there."""
+def default_train_hooks(cfg: Config, hooks: Sequence[str] = ('mmkd.RandomStateHook',
+                                                              'mmkd.RunRecordHook')) -> None:
+    """Add mmkd's always-on training hooks to ``cfg.custom_hooks`` unless already there:
+    the random-number states (exact resume) and the run record (export, resume checks)."""
     custom = list(cfg.get('custom_hooks') or [])
     present = {str(h.get('type')).split('.')[-1] for h in custom if isinstance(h, dict)}
     for hook in hooks:
