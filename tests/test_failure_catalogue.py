@@ -68,6 +68,12 @@ from conftest import (DIGITS, REPO, batch, build, digits_cfg, random_teacher_che
 from test_iqa import make_live_fixture
 
 
+def assert_words(error, error_class, words):
+    assert type(error) is error_class, f'{type(error).__name__}: {error}'
+    for word in words:
+        assert word in str(error), f'{word!r} not in: {error}'
+
+
 def block(student='head.fc', teacher='head.fc', method=dict(type='LogitKD'), **extra):
     return dict(b=dict(student=student, teacher=teacher, method=method, **extra))
 
@@ -145,9 +151,7 @@ CONFIG_CASES = [
 def test_bad_config_names_block_and_choices(teacher_ckpts, overrides, error, words):
     with pytest.raises(error) as e:
         build(digits_cfg(teacher_ckpts['digits'], **overrides))
-    assert type(e.value) is error, f'{type(e.value).__name__}: {e.value}'
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
 
 
 def test_method_shorthand_is_a_type_name(teacher_ckpts):
@@ -300,9 +304,7 @@ def test_bad_teacher_checkpoint_is_refused_naming_teacher_file_and_cause(
     start = time.time()
     with pytest.raises(error) as e:
         build(digits_cfg(bad))
-    assert type(e.value) is error, f'{type(e.value).__name__}: {e.value}'
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
     assert time.time() - start < 30  # /dev/zero is never read, a bomb never inflated
 
 
@@ -599,12 +601,6 @@ def snapshot(folder):
             with open(path, 'rb') as f:
                 out[osp.relpath(path, folder)] = f.read()
     return out
-
-
-def assert_words(error, error_class, words):
-    assert type(error) is error_class, f'{type(error).__name__}: {error}'
-    for word in words:
-        assert word in str(error), f'{word!r} not in: {error}'
 
 
 # ---------------------------------------------------------------------- one run per work dir
@@ -1066,9 +1062,7 @@ def test_impossible_argument_names_block_method_and_argument(teacher_ckpts, over
                                                              words):
     with pytest.raises(error) as e:
         build(digits_cfg(teacher_ckpts['digits'], **overrides))
-    assert type(e.value) is error, f'{type(e.value).__name__}: {e.value}'
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
 
 
 def test_negative_loss_weight_builds_when_the_block_opts_in(teacher_ckpts):
@@ -1253,9 +1247,7 @@ def test_message_names_the_cause_and_the_setting(teacher_ckpts, tmp_path, overri
         model = build(cfg).train()
         with pytest.raises(error) as e:
             model(*inputs(), mode='loss')
-    assert type(e.value) is error, f'{type(e.value).__name__}: {e.value}'
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
 
 
 def test_valid_dry_run_shapes_are_kept(teacher_ckpts):
@@ -1281,9 +1273,7 @@ def test_at_compares_shapes_not_areas(s_shape, t_shape, error, words):
     s, t = torch.randn(*s_shape), torch.randn(*t_shape)
     with pytest.raises(error) as e:
         AT().build(s, t)  # at build (the dry run), naming both shapes
-    assert type(e.value) is error
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
     at = AT()
     at.build(torch.randn(2, 3, 8, 8), torch.randn(2, 5, 8, 8))
     with pytest.raises(error):  # and in training, where the shapes may differ from the dry run
@@ -1497,9 +1487,7 @@ def test_iqa_reader_names_file_row_and_setting(tmp_path, make, error, words):
     build = make(str(tmp_path))
     with pytest.raises(error) as e:
         build()
-    assert type(e.value) is error, f'{type(e.value).__name__}: {e.value}'
-    for word in words:
-        assert word in str(e.value), f'{word!r} not in: {e.value}'
+    assert_words(e.value, error, words)
 
 
 def test_scores_a_little_outside_the_scale_are_kept_and_the_margin_is_a_setting(tmp_path):

@@ -31,6 +31,7 @@ from mmengine.registry import DefaultScope
 
 from mmkd.recorders.module_recorder import RecordPointError, find_module
 from mmkd.registry import MODELS
+from mmkd.utils.errors import with_message
 
 from .model_builder import build_model_in_scope, infer_model_scope
 
@@ -66,11 +67,7 @@ class _ReplaceOutput:
             text = str(e)
             if text.startswith(prefix):
                 raise
-            try:
-                new = type(e)(f'{prefix}: {text}')
-            except Exception:  # an exception type with its own constructor
-                raise e
-            raise new from e
+            raise with_message(e, f'{prefix}: {text}')
 
 
 def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],

@@ -13,7 +13,7 @@ the last step:
 3. **Plausible sizes** (zip bombs): the sizes the archive *declares* for its records are
    checked before anything is inflated. torch stores records uncompressed, so a checkpoint's
    records add up to about its file size; an archive whose records declare more than
-   ``max_ratio`` times its file size (default 100), or more than ``max_bytes`` in all (default
+   ``max_ratio`` times its file size (default 10), or more than ``max_bytes`` in all (default
    64 GiB), is refused. torch's reader allocates what a record declares, so the declared sizes
    bound what loading can inflate.
 4. **Every record's CRC-32** (``verify_crc``, on by default): a record whose bytes changed
@@ -28,7 +28,7 @@ The limits are read from the environment at each load, so they reach every proce
 (DDP workers, tools started by other tools)::
 
     MMKD_CHECKPOINT_MAX_BYTES   declared uncompressed bytes, all records (default 64 GiB)
-    MMKD_CHECKPOINT_MAX_RATIO   declared uncompressed bytes / file size (default 100)
+    MMKD_CHECKPOINT_MAX_RATIO   declared uncompressed bytes / file size (default 10)
     MMKD_CHECKPOINT_VERIFY_CRC  1 (default) or 0: check every record's CRC-32
     MMKD_DOWNLOAD_TIMEOUT       seconds to connect, and between two reads (default 60)
 """
@@ -72,7 +72,7 @@ class CheckpointDownloadError(CheckpointFileError):
 @dataclasses.dataclass
 class CheckpointLimits:
     max_bytes: int = 64 * GiB
-    max_ratio: float = 100.0
+    max_ratio: float = 10.0
     verify_crc: bool = True
     download_timeout: float = 60.0
 
