@@ -38,6 +38,10 @@ setup(
         'scipy',
         # mmengine 0.10, mmcv's build and mmseg import pkg_resources, gone in setuptools 81.
         'setuptools<81',
+        # loss curves (docs/getting_started.md, "Loss curves"): MMEngine's TensorboardVisBackend,
+        # and tools/analysis/plot_curves.py (matplotlib, which mmengine requires too).
+        'tensorboard',
+        'matplotlib',
     ],
     # pytest-xdist: the suite runs on two workers (make test).
     # diffusers: test-only cross-check of DiffKD's DDIM sampler against DDIMScheduler.

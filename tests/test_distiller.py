@@ -41,7 +41,7 @@ def test_teacher_frozen_eval_and_stopped_early(distiller):
 
     inputs, samples = batch()
     losses = d(inputs, samples, mode='loss')
-    assert set(losses) == {'student.loss', 'distill.logits.loss_kd'}
+    assert set(losses) == {'student.loss', 'distill.logits.loss_kd', 'distill.logits.weight'}
     sum(losses.values()).backward()
     assert all(p.grad is None for p in d.teacher.parameters())
     assert d.student.backbone.conv1.weight.grad.abs().sum() > 0

@@ -18,7 +18,7 @@ from mmkd.distillers import attach_inserts, build_student_with_inserts
 from mmkd.methods.letkd import (CosineConv2d, KDLayer, LetKD, LetKDSubclass, pool_to,
                                 positionwise_kl)
 
-from conftest import DIGITS, REPO, build, random_teacher_checkpoint, run_tool
+from conftest import DIGITS, REPO, build, digits_cfg, random_teacher_checkpoint, run_tool
 
 DIGITS_DIR = osp.join(REPO, 'configs', 'demo', 'digits')
 LETKD2 = osp.join(DIGITS_DIR, 'letkd-2_resnet34-wide_resnet18-tiny_digits.py')
@@ -185,9 +185,30 @@ def test_inserts_keep_the_models_keys_and_change_its_output():
                                                           module='KDLayer')))
     with pytest.raises(KeyError, match=r"exactly the keys \['after', 'module'\]"):
         attach_inserts(build(cfg.model), dict(penult=dict(module='KDLayer')))
-    with pytest.raises(TypeError, match='inserts.penult: building'):
+    # without a distiller nothing infers the KD layer's channels: it must be stated
+    with pytest.raises(ValueError, match=r'inserts.penult: building.*in_channels must be an '
+                       r'int >= 1, got None.*StudentWithInserts\) must state it'):
         build_student_with_inserts(cfg.model, dict(penult=dict(after='backbone.layer4',
                                                                module=dict(type='KDLayer'))))
+
+
+def test_distiller_infers_the_kd_layer_channels_without_changing_the_weights(teacher_ckpts):
+    """KDLayer's in_channels left out: the distiller reads them from the stage's output
+    (32 after layer4, 16 after layer3); the probe forward's random draw is undone, so the
+    weights equal those of a config that states them, and the filled-in inserts are kept."""
+    def distiller(**module):
+        torch.manual_seed(0)
+        inserts = dict(penult=dict(after='backbone.layer4',
+                                   module=dict(type='KDLayer', num_templates=8, **module)),
+                       inter=dict(after='backbone.layer3',
+                                  module=dict(type='KDLayer', num_templates=4)))
+        return build(digits_cfg(teacher_ckpts['digits'], student_inserts=inserts, blocks=dict(
+            b=dict(student='head.fc', teacher='head.fc', method='LogitKD'))))
+    inferred, stated = distiller(), distiller(in_channels=32)
+    assert inferred.student_inserts['penult']['module']['in_channels'] == 32
+    assert inferred.student_inserts['inter']['module']['in_channels'] == 16
+    for (k, a), (_, b) in zip(inferred.state_dict().items(), stated.state_dict().items()):
+        assert torch.equal(a, b), k
 
 
 @pytest.fixture(scope='module')
@@ -270,6 +291,13 @@ def test_letkd_trains_exports_and_tests_to_identical_predictions(teacher_and_tem
     assert exported.model.type == 'mmkd.StudentWithInserts'
     assert set(exported.model.inserts) == {'penult', 'inter'}
     assert 'teacher' not in str(exported.model)
+    # the channels the distiller inferred are stated; no distillation leftovers
+    assert exported.model.inserts.penult.module.in_channels == 32
+    assert exported.model.inserts.inter.module.in_channels == 32
+    for key in ('letkd_templates', 'penult_insert', 'penult_block', 'load_from', 'work_dir'):
+        assert key not in exported, key
+    assert 'RunRecordHook' not in str(exported.get('custom_hooks'))
+    assert exported.get('test_dataloader') and exported.get('test_evaluator')
     preds = {}
     for name, args in dict(distiller=[LETKD2, src, '--cfg-options', *opts],
                            exported=[str(tmp_path / 'student.py'), dst]).items():

@@ -187,7 +187,8 @@ def test_ce_reaches_only_the_class_head_and_kd_on_the_dist_head_reaches_the_back
     distiller.train()
     inputs, samples = batch(n=4, size=16)
     losses = distiller.loss(inputs, samples)
-    assert set(losses) == {'student.loss_cls', 'distill.logits.loss_kd'}
+    assert set(losses) == {'student.loss_cls', 'distill.logits.loss_kd',
+                           'distill.logits.weight'}
     s = distiller.student
     stem_w = s.backbone.stems['conv'].conv[0].weight
 
@@ -342,8 +343,8 @@ def test_vkd_config_builds_and_its_logit_block_reads_the_distillation_head(tmp_p
     inputs = inputs * 50 + 120  # raw pixel range; the data preprocessor normalises
     data = distiller.data_preprocessor(dict(inputs=inputs, data_samples=samples), False)
     losses = distiller.loss(data['inputs'], data['data_samples'])
-    assert set(losses) == {'student.loss_cls', 'distill.feat.loss_vkd',
-                           'distill.logits.loss_kd'}
+    assert set(losses) == {'student.loss_cls', 'distill.feat.loss_vkd', 'distill.feat.weight',
+                           'distill.logits.loss_kd', 'distill.logits.weight'}
     with torch.no_grad():
         t_logits = distiller.teacher(data['inputs'], mode='tensor')
         s_logits = distiller.student.head.forward_tokens(

@@ -155,6 +155,8 @@ TRAINED_ELSEWHERE = {
     'shapes_seg/rtk-both_deeplabv3_r18-tiny-d8_shapes.py',  # tests/test_multi_teacher.py
     'digits/ibt_resnet34-wide+rednet-tiny_civt-tiny_digits.py',  # tests/test_ib_tokens.py
     'digits/letkd-2_resnet34-wide_resnet18-tiny_digits.py',  # tests/test_letkd.py
+    # the zoo example, with its own random ConvNeXt teacher: tests/test_zoo_and_strides.py
+    'digits/zoo/dkd-cwd_convnext-v2-atto_mobilenet-v3-small_digits-64.py',
 }
 
 

@@ -3,29 +3,37 @@
     python tools/demo.py                                  # DiffKD, VkD, RTK on all three tasks
     python tools/demo.py --tasks classification --methods kd diffkd --seeds 0 1 2
     python tools/demo.py --jobs 1 --threads 2             # the same runs at another thread count
+    python tools/demo.py --work-dir ~/mmkd-demo           # everything it writes goes there
 
 For each task: make the data (digits ship inside scikit-learn; shapes are generated once into
-data/shapes), train the teacher unless work_dirs/demo/<task>/teacher.pth exists, trained from the
-same config and options (its ``meta`` keeps their fingerprint and the score, written with the
-weights in one atomic rename; teacher.json is a copy to read), then train the student baseline
-and each method's distilled student with the same seeds and schedule, all through
-tools/train.py. Prints one table (teacher, baseline, distilled, gain, gap
-closed; mean +- std over seeds) and writes it to work_dirs/demo/results.md and results.json.
+the clone's data/shapes, where the configs read them), train the teacher unless
+<work dir>/<task>/teacher.pth exists, trained from the same config and options (its ``meta``
+keeps their fingerprint and the score, written with the weights in one atomic rename;
+teacher.json is a copy to read), then train the student baseline and each method's distilled
+student with the same seeds and schedule, all through tools/train.py. Prints one table
+(teacher, baseline, distilled, gain, gap closed; mean +- std over seeds) and writes it to
+<work dir>/results.md and results.json. The work dir is ``--work-dir`` (default
+work_dirs/demo in the clone).
 
 Runs go to ``--jobs`` parallel processes (default 2, one per core of the 2-core machines we
 target), each pinned to ``--threads`` torch threads (default 1). CPU kernels add up in an order
 that depends on the thread count, so pinning it makes the numbers independent of how many cores
 the machine has and of ``--jobs`` (the runs are the same, only their order in time differs).
+Each run is tools/train.py in a fork of one process that imported torch, MMEngine and mmkd
+once (see :func:`start_run_server`), and prints its wall and CPU seconds.
 ``tools/benchmark/quality.py`` runs the full grid (every method, three seeds) with the same
 machinery.
 """
 import argparse
+import glob
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import os.path as osp
 import re
+import runpy
 import statistics
 import subprocess
 import sys
@@ -84,6 +92,15 @@ TASKS = {
 
 #: The main job's methods: the mission's own. The full grid (quality.py) runs every method.
 DEMO_METHODS = ('diffkd', 'vkd', 'rtk')
+#: Where the demo's teachers, runs and results go without --work-dir (from the clone's root).
+DEMO_WORK_DIR = 'work_dirs/demo'
+
+
+def shown(path):
+    """A path as printed: from the clone's root when inside it, else absolute."""
+    path = osp.join(REPO, path)
+    inside = osp.commonpath([REPO, osp.abspath(path)]) == REPO
+    return osp.relpath(path, REPO) if inside else osp.abspath(path)
 
 
 class RunFailed(RuntimeError):
@@ -95,35 +112,123 @@ _live_lock = threading.Lock()
 _stopping = threading.Event()  # set when a run has failed: no new run starts
 
 
+#: CPU seconds (user + system) of each finished run, by work dir, when known (forked runs).
+cpu_seconds = {}
+CPU_LINE = 'demo: CPU time of this run: '
+
+
+def run_env(threads):
+    """The environment of a run: warnings off, ``threads`` torch/OpenMP threads (None:
+    torch's default)."""
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
 def train(config, work_dir, metric, options=(), scale=1.0, threads=None):
     """Run tools/train.py; return the last value of ``metric`` it logged, times ``scale``.
-    ``threads`` pins the run's torch/OpenMP threads (None: torch's default)."""
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    ``threads`` pins the run's torch/OpenMP threads (None: torch's default). The run is a fork
+    of the server :func:`run_grid` starts (:func:`start_run_server`), else a new interpreter;
+    both run the same code on the same arguments and log the same numbers."""
+    cmd = ['tools/train.py', config, '--work-dir', work_dir]
     if options:
         cmd += ['--cfg-options', *options]
     os.makedirs(osp.join(REPO, work_dir), exist_ok=True)
     log = osp.join(REPO, work_dir, 'demo_stdout.log')
-    env = dict(os.environ, PYTHONWARNINGS='ignore')
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    context = _server['context'] if _server['threads'] == threads else None
     with open(log, 'w') as f:
         with _live_lock:  # started and registered at once, or not at all once a run has failed
             if _stopping.is_set():
                 raise RunFailed(f'Not started ({config}): another run failed.')
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+            if context:
+                proc = context.Process(target=run_forked, args=(cmd, log))
+                proc.start()
+            else:
+                proc = subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=f,
+                                        stderr=subprocess.STDOUT, env=run_env(threads))
             _live.add(proc)
         try:
-            returncode = proc.wait()
+            if context:
+                proc.join()
+                returncode = proc.exitcode
+            else:
+                returncode = proc.wait()
         finally:
             with _live_lock:
                 _live.discard(proc)
     text = open(log).read()
+    cmd = [sys.executable, *cmd]
     if returncode != 0:
         raise RunFailed(f'Training failed ({" ".join(cmd)}); see {log}:\n{text[-3000:]}')
+    cpu = re.findall(rf'{CPU_LINE}([0-9.]+)', text)
+    if cpu:
+        cpu_seconds[work_dir] = float(cpu[-1])
     found = re.findall(rf'{re.escape(metric)}: (-?[0-9.]+)', text)
     if not found:
         raise RunFailed(f'No {metric} in the log of {config}; see {log}')
     return float(found[-1]) * scale
+
+
+# ------------------------------------------------------------------ runs forked from a server
+#: What every run imports first (seconds of CPU each time: torch, MMEngine's Runner, and mmkd
+#: with mmpretrain, mmdet and mmsegmentation): imported once, by the server the runs fork from.
+PRELOAD = ('torch', 'mmengine.runner', 'mmkd')
+_server = dict(started=False, threads=None, context=None)
+_server_lock = threading.Lock()
+
+
+def start_run_server(threads):
+    """Start the server that every run of this process forks from (multiprocessing's
+    forkserver), with ``threads`` torch/OpenMP threads, importing :data:`PRELOAD` once, in the
+    order tools/train.py imports them: a run then starts in milliseconds instead of importing
+    them again (4-6 s of CPU per run on 2-core machines; the main demo's 15 runs spent 90 of
+    their 710 CPU seconds there). Each run is a fresh fork of the same freshly imported state,
+    so runs share nothing and log the same numbers as a new interpreter would (the demo's
+    table is identical either way).
+
+    Started only for one-thread runs (the default: a fork of a process whose OpenMP threads
+    have started may hang, and at one thread there are none), where the runs' entry point can
+    be found by name in the server (this file run as a script, or imported as ``demo`` by
+    tools/benchmark/quality.py) and forkserver exists (not on Windows); otherwise, or for
+    another thread count, runs start a new interpreter. Only one server per process: a later
+    call does nothing."""
+    with _server_lock:
+        if _server['started']:
+            return
+        _server['started'] = True
+        if threads != 1 or run_forked.__module__ not in ('__main__', 'demo') or \
+                'forkserver' not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context('forkserver')
+        # The main script is imported first: it puts the repository on sys.path.
+        context.set_forkserver_preload(['__main__', *PRELOAD])
+        saved = dict(os.environ)
+        os.environ.update(run_env(threads))  # the server's, inherited by every run
+        try:
+            from multiprocessing import forkserver
+            forkserver.ensure_running()  # starts it; its imports overlap this process's work
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        _server.update(context=context, threads=threads)
+
+
+def run_forked(cmd, log):
+    """A run in a fork of the server: ``python *cmd`` from the repository root, its output
+    appended to ``log``; ends by logging its own CPU time (a fork starts from zero)."""
+    import resource
+    os.chdir(REPO)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.argv = list(cmd)
+    try:
+        runpy.run_path(cmd[0], run_name='__main__')
+    finally:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(f'{CPU_LINE}{usage.ru_utime + usage.ru_stime:.1f} s', flush=True)
 
 
 def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None,
@@ -150,10 +255,10 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
         meta, why_not = kept_teacher(ckpt, fingerprint)
         if meta is not None:
             write_teacher_info(info, meta)
-            print(f'{label}: reusing {osp.relpath(ckpt, REPO)} ({spec["metric"]} '
+            print(f'{label}: reusing {shown(ckpt)} ({spec["metric"]} '
                   f'{meta["score"]})')
             return meta['score'], ckpt
-        print(f'{label}: {osp.relpath(ckpt, REPO)} {why_not}: training it again', flush=True)
+        print(f'{label}: {shown(ckpt)} {why_not}: training it again', flush=True)
     work = osp.join(work_root, name)
     print(f'{label}: training {config} ...', flush=True)
     start = time.time()
@@ -171,7 +276,7 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     torch.save(dict(state_dict=state, meta=meta), buf)
     atomic_write(buf.getvalue(), ckpt)  # weights and meta: one file, one rename
     write_teacher_info(info, meta)
-    print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
+    print(f'{label}: {score:.2f} ({took(start, work)})', flush=True)
     return score, ckpt
 
 
@@ -217,6 +322,18 @@ def _first_line(error):
 
 
 _config_lock = threading.Lock()
+_loaded_configs = {}
+
+
+def load_config(config):
+    """The merged config of a file (a path from the repository root), loaded once per process:
+    the grid reads each distillation config several times (its teachers, its baseline, its
+    letKD templates)."""
+    from mmengine.config import Config
+    with _config_lock:  # Config.fromfile (pkg_resources) is not thread-safe
+        if config not in _loaded_configs:
+            _loaded_configs[config] = Config.fromfile(osp.join(REPO, config))
+        return _loaded_configs[config]
 
 
 def teacher_fingerprint(config, options):
@@ -243,9 +360,7 @@ def ensure_templates(config, teacher_ckpt, options=(), threads=None):
     templates in one atomic write, so a change of any of them, or a kill, never leaves
     templates that another setting made (64 kept when 32 are asked).
     """
-    from mmengine.config import Config
-    with _config_lock:
-        cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = load_config(config)
     specs = cfg.get('letkd_templates')
     if not specs:
         return []
@@ -261,10 +376,10 @@ def ensure_templates(config, teacher_ckpt, options=(), threads=None):
             why_not = stale_templates(path, made_by)
             if why_not:
                 if osp.exists(path):
-                    print(f'letKD templates {name}: {osp.relpath(path, REPO)} {why_not}: '
+                    print(f'letKD templates {name}: {shown(path)} {why_not}: '
                           'making them again', flush=True)
                 make_templates(path, made_by, teacher_ckpt, threads)
-                print(f'letKD templates {name}: {osp.relpath(path, REPO)}', flush=True)
+                print(f'letKD templates {name}: {shown(path)}', flush=True)
         out.append(f'model.blocks.{name}.method.templates={path}')
     return out
 
@@ -352,8 +467,7 @@ def config_teachers(config):
     ``model.teacher`` or ``model.teachers.<name>``, matched to the demo teacher trained from
     the same config file (a teacher of another task, e.g. the detection teacher of a
     segmentation student, is that task's)."""
-    from mmengine.config import Config
-    model = Config.fromfile(osp.join(REPO, config)).model
+    model = load_config(config).model
     entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
                if model.get('teachers') else {'model.teacher': model.teacher})
     known = demo_teachers()
@@ -371,8 +485,7 @@ def config_baseline(config, spec):
     """The student baseline a distillation config is compared with: its ``student_baseline``
     (a config path from the repository root, for a student that is not the task's, e.g. the ViTs
     of the inductive-bias tokens), else the task's ``student``."""
-    from mmengine.config import Config
-    baseline = Config.fromfile(osp.join(REPO, config)).get('student_baseline')
+    baseline = load_config(config).get('student_baseline')
     if baseline is None:
         return spec['student']
     if not osp.isfile(osp.join(REPO, baseline)):
@@ -381,22 +494,26 @@ def config_baseline(config, spec):
     return baseline
 
 
-def method_configs(spec):
+def method_configs(spec, methods=None):
     """(method name, config path) for every runnable distiller config in the task's demo
-    folder: found by its merged ``model`` (a distiller with blocks), so the folder's shared
-    ``_base_distill.py`` is not a column."""
-    from mmkd.utils.tool_config import find_distiller_configs
-    return [(osp.basename(path).split('_')[0], osp.relpath(path, REPO))
-            for path in find_distiller_configs(osp.join(REPO, spec['folder']))]
+    folder whose name is in ``methods`` (None: all): found by its merged ``model`` (a distiller
+    with blocks), so the folder's shared ``_base_distill.py`` is not a column. The names are
+    matched first: only the chosen methods' configs are loaded (loading a whole folder costs
+    seconds of CPU before the first run can start)."""
+    from mmkd.utils.tool_config import is_runnable_distiller_config
+    paths = sorted(glob.glob(osp.join(REPO, spec['folder'], '*.py')))
+    named = [(osp.basename(path).split('_')[0], path) for path in paths]
+    return [(name, osp.relpath(path, REPO)) for name, path in named
+            if (methods is None or name in methods) and is_runnable_distiller_config(path)]
 
 
 def select_methods(tasks, methods):
     """{task: [(method, config)]} in the order of ``methods`` (None: every method). A name
     that no selected task has is an error listing the names there are."""
-    found = {task: method_configs(TASKS[task]) for task in tasks}
-    known = sorted({m for pairs in found.values() for m, _ in pairs})
-    unknown = [m for m in methods or () if m not in known]
+    found = {task: method_configs(TASKS[task], methods) for task in tasks}
+    unknown = [m for m in methods or () if all(m != n for p in found.values() for n, _ in p)]
     if unknown:
+        known = sorted({m for task in tasks for m, _ in method_configs(TASKS[task])})
         raise ValueError(f'Unknown method(s) {unknown} for tasks {list(tasks)}; valid: {known}')
     if methods is None:
         return found
@@ -420,6 +537,7 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     options = options or {}
     variants = variants or {'': []}
     _stopping.clear()
+    start_run_server(threads)
     chosen = {task: [(f'{m}[{name}]' if name else m, config, extra)
                      for m, config in pairs for name, extra in variants.items()]
               for task, pairs in select_methods(tasks, methods).items()}
@@ -515,8 +633,15 @@ def reference_teacher(task, used):
 def _run(label, config, work_dir, spec, options, threads):
     start = time.time()
     score = train(config, work_dir, spec['metric'], options, spec.get('scale', 1.0), threads)
-    print(f'{label}: {score:.2f} ({time.time() - start:.0f} s)', flush=True)
+    print(f'{label}: {score:.2f} ({took(start, work_dir)})', flush=True)
     return score
+
+
+def took(start, work_dir):
+    """How long a finished run took: wall seconds and, where known, its CPU seconds (on a
+    shared machine the wall time also counts the waits for a core; the CPU time does not)."""
+    cpu = cpu_seconds.get(work_dir)
+    return f'{time.time() - start:.0f} s' + ('' if cpu is None else f', {cpu:.0f} s CPU')
 
 
 def mean_std(values):
@@ -565,8 +690,16 @@ def main():
     parser.add_argument('--methods', nargs='+', default=list(DEMO_METHODS),
                         help=f'method names (config prefixes; default: {" ".join(DEMO_METHODS)})')
     parser.add_argument('--retrain-teachers', action='store_true')
+    parser.add_argument('--work-dir', default=None,
+                        help='where everything the demo trains and writes goes: teachers '
+                        '(<dir>/<task>/teacher.pth), runs, letKD templates, results.md and '
+                        'results.json (default: work_dirs/demo in the clone; a relative path is '
+                        'from the current directory). The generated shapes data stays in the '
+                        "clone's data/shapes, where the configs read it")
     args = parser.parse_args()
+    work_root = osp.abspath(args.work_dir) if args.work_dir else DEMO_WORK_DIR
     start = time.time()
+    start_run_server(args.threads)  # first: its imports overlap ours and the data generation
 
     if {'detection', 'segmentation'} & set(args.tasks):
         from mmkd.datasets import make_shapes_dataset
@@ -574,19 +707,22 @@ def main():
         print(('generated' if info['generated'] else 'reusing') + ' data/shapes')
     print(f'{args.jobs} run(s) at a time, {args.threads} thread(s) each', flush=True)
     try:
-        rows = run_grid(args.tasks, args.methods, args.seeds, 'work_dirs/demo', jobs=args.jobs,
-                        threads=args.threads, retrain_teachers=args.retrain_teachers)
+        rows = run_grid(args.tasks, args.methods, args.seeds, work_root, work_root,
+                        jobs=args.jobs, threads=args.threads,
+                        retrain_teachers=args.retrain_teachers)
     except (RunFailed, ValueError) as e:
         sys.exit(str(e))
 
     table = summarise(rows)
-    out = osp.join(REPO, 'work_dirs', 'demo')
+    out = osp.join(REPO, work_root)
     os.makedirs(out, exist_ok=True)
     open(osp.join(out, 'results.md'), 'w').write(table + '\n')
     json.dump(dict(rows=rows, jobs=args.jobs, threads=args.threads),
               open(osp.join(out, 'results.json'), 'w'), indent=1)
     print('\n' + table)
-    print(f'\n(total {time.time() - start:.0f} s; logs and checkpoints under work_dirs/demo/)')
+    cpu = f', {sum(cpu_seconds.values()):.0f} s CPU in the runs' if cpu_seconds else ''
+    print(f'\n(total {time.time() - start:.0f} s{cpu}; logs and checkpoints under '
+          f'{shown(out)}/)')
 
 
 if __name__ == '__main__':

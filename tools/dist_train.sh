@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun, as OpenMMLab ships it:
-#   bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args]
+# Usage: bash tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args]
+#
+# Distributed training with torchrun, as OpenMMLab ships it.
 # NUM_PROCESSES is per node. Without GPUs the processes run on the CPU with the gloo backend
 # (tools/train.py switches automatically).
 #
@@ -10,6 +11,10 @@
 #   MASTER_ADDR  address of node 0, reachable from every node     (default 127.0.0.1)
 #   PORT         free TCP port on node 0 for the rendezvous       (default 29500)
 #   PYTHON       the interpreter                                  (default python)
+# -h, --help prints this text; too few arguments print it and exit with status 2.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+if [ $# -lt 2 ]; then usage >&2; exit 2; fi
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}

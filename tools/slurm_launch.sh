@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
+# Usage: bash tools/slurm_launch.sh {train|test} PARTITION JOB_NAME [tool arguments]
+#
 # The srun call shared by tools/slurm_train.sh and tools/slurm_test.sh: runs tools/$TOOL.py as one
 # srun task per process, each with the given arguments (the wrappers add --launcher=slurm).
-#   bash tools/slurm_launch.sh {train|test} PARTITION JOB_NAME [tool arguments]
 #
 # Environment variables:
 #   GPUS           total number of tasks (processes), one per GPU   (default 8)
@@ -13,6 +14,10 @@
 #   MASTER_ADDR    address of the first node    (default: the job's first host, from scontrol)
 #   MASTER_PORT    free TCP port there for the rendezvous            (default 29500)
 #   PYTHON         the interpreter                                   (default python)
+# -h, --help prints this text; too few arguments print it and exit with status 2.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+if [ $# -lt 3 ] || { [ "$1" != train ] && [ "$1" != test ]; }; then usage >&2; exit 2; fi
 set -x
 
 TOOL=$1

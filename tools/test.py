@@ -13,13 +13,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+# Only what parsing needs (no torch): --help and usage errors answer at once; the Runner, torch
+# and the OpenMMLab packages (seconds to import) come in main(), after the arguments.
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmkd  # noqa: E402,F401
-from mmkd.utils import (LoadTestCheckpointHook, load_tool_config,  # noqa: E402
-                        setup_cpu_distributed)
-from mmkd.utils.dist import tear_down_process_group  # noqa: E402
 
 
 def parse_args():
@@ -80,8 +76,13 @@ def check_teacher_to_test(cfg, config, name):
     return name if model.get('teachers') else True
 
 
-def main():
-    args = parse_args()
+def main(args=None):
+    args = args or parse_args()
+    from mmengine.runner import Runner
+
+    import mmkd  # noqa: F401  (registers modules, safe checkpoint loading)
+    from mmkd.utils import LoadTestCheckpointHook, load_tool_config, setup_cpu_distributed
+
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     if args.teacher:
@@ -106,5 +107,7 @@ def main():
 
 
 if __name__ == '__main__':
+    arguments = parse_args()
+    from mmkd.utils.dist import tear_down_process_group
     with tear_down_process_group():
-        main()
+        main(arguments)

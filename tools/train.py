@@ -10,15 +10,9 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone
 
+# Only what parsing needs (no torch): --help and usage errors answer at once; the Runner, torch
+# and the OpenMMLab packages (seconds to import) come in main(), after the arguments.
 from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
-
-import mmkd  # noqa: E402,F401  (registers modules, safe checkpoint loading)
-from mmkd.utils import (default_train_hooks, find_resumable_checkpoint,  # noqa: E402
-                        is_distiller_config, load_tool_config, setup_cpu_distributed)
-from mmkd.utils.dist import tear_down_process_group  # noqa: E402
-from mmkd.utils.work_dir_lock import WorkDirInUseError, lock_work_dir  # noqa: E402
 
 
 def parse_args():
@@ -48,8 +42,16 @@ def parse_args():
     return args
 
 
-def main():
-    args = parse_args()
+def main(args=None):
+    args = args or parse_args()
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    import mmkd  # noqa: F401  (registers modules, safe checkpoint loading)
+    from mmkd.utils import (default_train_hooks, find_resumable_checkpoint,
+                            is_distiller_config, load_tool_config, setup_cpu_distributed)
+    from mmkd.utils.work_dir_lock import WorkDirInUseError, lock_work_dir
+
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
     try:  # before anything reads or writes the work dir; held until the process ends
         work_dir_lock = lock_work_dir(cfg.work_dir, args.config,  # noqa: F841
@@ -105,5 +107,7 @@ def main():
 
 
 if __name__ == '__main__':
+    arguments = parse_args()
+    from mmkd.utils.dist import tear_down_process_group
     with tear_down_process_group():
-        main()
+        main(arguments)

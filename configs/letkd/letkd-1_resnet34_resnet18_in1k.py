@@ -22,7 +22,7 @@ model = dict(
                    'resnet34_8xb32_in1k_20210831-f257d4e6.pth'),
     student_inserts=dict(
         penult=dict(after='backbone.layer4',
-                    module=dict(type='KDLayer', in_channels=512, num_templates=4096))),
+                    module=dict(type='KDLayer', num_templates=4096))),
     blocks=dict(
         penult=dict(student='kd_inserts.penult.scores', teacher='backbone.layer4',
                     method=dict(type='LetKD',

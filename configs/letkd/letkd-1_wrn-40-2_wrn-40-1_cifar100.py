@@ -20,7 +20,7 @@ model = dict(
                  checkpoint='work_dirs/wrn-40-2_cifar100/epoch_240.pth'),
     student_inserts=dict(
         penult=dict(after='backbone.final_norm',
-                    module=dict(type='KDLayer', in_channels=64, num_templates=4096))),
+                    module=dict(type='KDLayer', num_templates=4096))),
     blocks=dict(
         penult=dict(student='kd_inserts.penult.scores', teacher='backbone.final_norm',
                     method=dict(type='LetKD',

@@ -13,7 +13,7 @@ _base_ = './letkd-1_resnet32x4_resnet8x4_cifar100.py'
 model = dict(
     student_inserts=dict(
         inter=dict(after='backbone.layer3.0',
-                   module=dict(type='KDLayer', in_channels=256, num_templates=800))),
+                   module=dict(type='KDLayer', num_templates=800))),
     blocks=dict(
         inter=dict(student='kd_inserts.inter.scores', teacher='backbone.layer3.0',
                    method=dict(type='LetKDSubclass',

@@ -12,7 +12,7 @@ _base_ = './letkd-1_resnet34_resnet18_in1k.py'
 model = dict(
     student_inserts=dict(
         inter=dict(after='backbone.layer4.0',
-                   module=dict(type='KDLayer', in_channels=512, num_templates=8000))),
+                   module=dict(type='KDLayer', num_templates=8000))),
     blocks=dict(
         inter=dict(student='kd_inserts.inter.scores', teacher='backbone.layer4.0',
                    method=dict(type='LetKDSubclass',

@@ -6,10 +6,12 @@ so this dataset needs no download and writes no files. That makes it the classif
 counterpart of the synthetic shapes data in :mod:`mmkd.datasets.shapes`: big enough for a
 teacher to beat a student by a measurable margin, small enough to train on a CPU in minutes.
 """
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
 from mmkd.registry import DATASETS
@@ -100,6 +102,40 @@ def digit_to_image(digit: np.ndarray, img_size: int = 32) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+    """An ``(S, S, 3)`` uint8 image resized to ``(size, size, 3)``: bilinear when enlarging
+    (smooth strokes, as :func:`digit_to_image`), area averaging when shrinking."""
+    if img.shape[0] == size:
+        return img
+    interpolation = cv2.INTER_LINEAR if size > img.shape[0] else cv2.INTER_AREA
+    return np.ascontiguousarray(cv2.resize(img, (size, size), interpolation=interpolation))
+
+
+#: Transforms whose crop size should be the dataset's ``img_size`` (the images' side).
+CROP_TRANSFORMS = ('RandomCrop', 'CenterCrop')
+
+
+def check_pipeline_crops(pipeline: Sequence, img_size: int) -> List[str]:
+    """Warn about crop transforms of the pipeline (config dicts) whose crop size is not
+    ``img_size``: changing ``img_size`` alone leaves a ``RandomCrop(crop_size=16)`` cutting a
+    corner out of every 64x64 image, silently. Returns the warnings (also logged)."""
+    problems = []
+    for t in pipeline or ():
+        kind = str(t.get('type', '')).split('.')[-1] if isinstance(t, dict) else ''
+        if kind not in CROP_TRANSFORMS or t.get('crop_size') is None:
+            continue
+        crop = t['crop_size']
+        h, w = (crop, crop) if isinstance(crop, int) else tuple(crop)
+        if (h, w) != (img_size, img_size):
+            problems.append(
+                f'DigitsDataset(img_size={img_size}): the pipeline\'s {kind} crops {h}x{w}, '
+                f'not the {img_size}x{img_size} images; set its crop_size from the same config '
+                f'variable as img_size (crop_size=img_size, as configs/demo/digits do).')
+    for text in problems:
+        print_log(text, logger='current', level=logging.WARNING)
+    return problems
+
+
 #: Keys of :func:`distort_digit`'s ``distortion`` dict, with their meaning.
 DISTORTION_KEYS = {
     'rotate': 'maximum rotation in degrees (uniform in [-rotate, rotate])',
@@ -176,6 +212,17 @@ class DigitsDataset(BaseDataset):
     with ``tune_fraction=0`` (all 1,347 images) and scored on ``'test'``. With
     ``tune_fraction=0.2``: 1,077 train / 270 tune / 450 test.
 
+    **Larger images for zoo models.** ``img_size`` is the side of the images the pipeline and
+    the model get. The digits are drawn and distorted at ``draw_size`` (default: ``img_size``)
+    and then resized to ``img_size`` (bilinear when enlarging, :func:`resize_image`).
+    ``draw_size=16, img_size=64`` gives the demo's very digits (its distortion is in pixels of
+    a 16x16 image: elastic displacement and noise) four times larger, for ImageNet backbones
+    of stride 32, which reduce a 16x16 image to nothing. In a config, one variable feeds
+    ``img_size``, every size of the pipeline (``RandomCrop(crop_size=img_size,
+    padding=img_size // 8)``) and the distiller's ``dry_run_input_shape``
+    (``configs/demo/digits/zoo/_base_digits-64.py``); a crop of another size than
+    ``img_size`` in the pipeline is logged as a warning at construction.
+
     Each data info is ``dict(img=..., gt_label=int, img_shape=(S, S), ori_shape=(S, S),
     sample_idx=...)`` where ``img`` is an ``(S, S, 3)`` uint8 BGR-like array (three identical
     channels, values 0..255, ``S = img_size``) already in memory, so pipelines start directly
@@ -199,6 +246,10 @@ class DigitsDataset(BaseDataset):
             Defaults to None (all).
         img_size (int): side of the square output images; the 8x8 scans are upsampled
             bilinearly. Defaults to 32 (CIFAR-sized, so CIFAR-style ResNets apply unchanged).
+            The pipeline's crop sizes should read the same config variable.
+        draw_size (int, optional): side at which the digits are drawn and distorted before
+            being resized to ``img_size``. Defaults to None (``img_size``: drawn at the output
+            size). ``draw_size=16`` with a larger ``img_size`` upscales the demo's digits.
         pipeline (Sequence): mmpretrain transforms, built with mmpretrain's registry.
         test_mode (bool): passed to :class:`mmpretrain.datasets.BaseDataset`.
         lazy_init (bool): passed through; defer building the data list.
@@ -224,6 +275,7 @@ class DigitsDataset(BaseDataset):
                  distortion: Optional[dict] = None,
                  max_train: Optional[int] = None,
                  img_size: int = 32,
+                 draw_size: Optional[int] = None,
                  pipeline: Sequence = (),
                  test_mode: bool = False,
                  lazy_init: bool = False,
@@ -247,6 +299,9 @@ class DigitsDataset(BaseDataset):
                              'the tuning split is carved out of the training images')
         if not isinstance(img_size, int) or img_size < 1:
             raise ValueError(f'img_size must be a positive int, got {img_size!r}')
+        if draw_size is not None and (not isinstance(draw_size, int) or draw_size < 1):
+            raise ValueError(f'DigitsDataset draw_size must be a positive int or None (draw '
+                             f'at img_size), got {draw_size!r}')
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f'test_fraction must be in (0, 1), got {test_fraction}')
         self.split = split
@@ -256,6 +311,8 @@ class DigitsDataset(BaseDataset):
         self.max_train = max_train
         self.split_seed = int(split_seed)
         self.img_size = img_size
+        self.draw_size = draw_size
+        check_pipeline_crops(pipeline, img_size)
         kwargs.pop('ann_file', None)  # nothing to read: the data comes from scikit-learn
         super().__init__(
             ann_file='',
@@ -295,10 +352,11 @@ class DigitsDataset(BaseDataset):
         distortion = dict(self.distortion or {})
         distortion_seed = int(distortion.pop('seed', 0))
         for source_idx in self.split_indices():
-            img = digit_to_image(images[source_idx], self.img_size)
+            img = digit_to_image(images[source_idx], self.draw_size or self.img_size)
             if distortion:
                 rng = np.random.default_rng([distortion_seed, int(source_idx)])
                 img = distort_digit(img, rng, **distortion)
+            img = resize_image(img, self.img_size)
             data_list.append(
                 dict(
                     img=img,
@@ -313,7 +371,8 @@ class DigitsDataset(BaseDataset):
         return [
             f'Split: {self.split} (test_fraction={self.test_fraction}, '
             f'tune_fraction={self.tune_fraction}, split_seed={self.split_seed})',
-            f'Image size: {self.img_size}x{self.img_size}x3 uint8',
+            f'Image size: {self.img_size}x{self.img_size}x3 uint8 (drawn at '
+            f'{self.draw_size or self.img_size}x{self.draw_size or self.img_size})',
             f'Distortion: {self.distortion}, max_train: {self.max_train}',
             'Source: sklearn.datasets.load_digits (1,797 real 8x8 handwritten digits)',
         ]

@@ -44,7 +44,7 @@ from ..recorders import (ModuleRecorder, RecordPoint, RecordPointError, StopForw
 from ..registry import MODELS
 from ..utils.arguments import check_arguments
 from ..utils.errors import with_message
-from .inserts import attach_inserts
+from .inserts import attach_inserts, infer_insert_channels
 from .loss_weights import NEGATIVE_OPT_IN, LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
@@ -289,7 +289,12 @@ class Distiller(BaseModel):
         self._skip_step = False
         teacher_cfgs = self._teacher_configs(teacher, teachers)
         self.student = self._build_student(student, student_scope, data_preprocessor)
-        attach_inserts(self.student, student_inserts, 'student', 'model.student_inserts')
+        self.dry_run_input_shape = self._check_dry_run_input_shape(dry_run_input_shape)
+        # As configured, with what the inserts' modules infer from the student filled in
+        # (KDLayer's in_channels): what checkpoints record and export writes.
+        self.student_inserts = infer_insert_channels(
+            self.student, student_inserts, self.dry_run_input_shape, 'student')
+        attach_inserts(self.student, self.student_inserts, 'student', 'model.student_inserts')
         # Building the teachers and the methods and the dry run draw random numbers; the torch
         # generator is put back to this point at the end, so the student's init_weights() (run
         # by the Runner after the build) draws what it draws in a plain student run with the
@@ -325,7 +330,6 @@ class Distiller(BaseModel):
             t.recorder = ModuleRecorder(
                 t.model, [p for b in self.blocks.values() for n, p in b.teacher_points
                           if n == name], self._teacher_desc(name))
-        self.dry_run_input_shape = self._check_dry_run_input_shape(dry_run_input_shape)
         self._dry_run(self.dry_run_input_shape)
         self._shapes_checked = False
         self.init_student_from = self._check_init_student_from(init_student_from)
@@ -515,6 +519,13 @@ class Distiller(BaseModel):
         self.blocks: Dict[str, DistillBlock] = {}
         methods = {}
         for name, cfg in blocks.items():
+            if not isinstance(name, str) or not name or 'loss' in name or '.' in name:
+                # MMEngine optimises the sum of every logged value whose key contains 'loss':
+                # 'distill.<name>.weight' and the method's diagnostics would join it.
+                raise ValueError(f'Block {name!r}: a block name is a non-empty string without '
+                                 "'loss' or '.' (it is logged as distill.<name>.<term>, and "
+                                 "MMEngine optimises every logged value whose key contains "
+                                 "'loss'); rename the block, e.g. 'logits' or 'fpn'.")
             if not isinstance(cfg, dict):
                 raise TypeError(f'Block {name!r}: a block is a dict(student=..., teacher=..., '
                                 f'method=..., loss_weight=...), got {cfg!r}.')
@@ -824,8 +835,9 @@ class Distiller(BaseModel):
             for k, v in self._block_terms(name, block, s, t, data_samples).items():
                 # Keys without 'loss' are diagnostics: logged, not optimised, not weighted.
                 losses[f'distill.{name}.{k}'] = v * weight if 'loss' in k else v
-            if block.loss_weight.scheduled:
-                losses[f'distill.{name}.weight'] = torch.tensor(weight)
+            # Every block's weight, constant or scheduled, so that a curve of the weighted
+            # terms can be read against it (one scalar per block per iteration).
+            losses[f'distill.{name}.weight'] = torch.tensor(float(weight))
         self._skip_step = self._check_finite_losses(losses, inputs)
         # Release recorded tensors (and their graphs) once the losses hold what they need.
         self._clear_records()

@@ -6,7 +6,13 @@ stage's output for the rest of the network, at inference too. An insert is decla
 
     inserts = dict(
         penult=dict(after='backbone.layer3',      # a module of the model (named_modules())
-                    module=dict(type='mmkd.KDLayer', in_channels=64, num_templates=64)))
+                    module=dict(type='mmkd.KDLayer', num_templates=64)))
+
+An insert class that takes the channel count of the output it follows names that argument in
+``channels_argument`` (KDLayer: ``in_channels``). Configs need not state it: the distiller
+fills it in from one forward of the student on its dry-run batch
+(:func:`infer_insert_channels`), and keeps the filled-in dict (``Distiller.student_inserts``),
+which is what checkpoints record and what the exported student's config states.
 
 :func:`attach_inserts` registers every insert under ``model.kd_inserts.<name>`` (so its weights
 are saved, loaded, optimised and synchronised by DDP as the model's own: keys
@@ -24,8 +30,9 @@ output ``y`` becomes ``insert(y)`` for whatever consumes it. The same dict works
   itself (under its own package's scope), with the inserts attached: no wrapper, no prefix.
 """
 import copy
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
+import torch
 import torch.nn as nn
 from mmengine.registry import DefaultScope
 
@@ -95,7 +102,7 @@ def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],
             target = find_module(model, after, desc)
         except KeyError as e:
             raise KeyError(f'{where}: after={after!r}: {e.args[0]}') from None
-        if after in targets.values():
+        if any(after == other for other, _ in targets.values()):
             raise ValueError(f'{where}: another insert already follows {after!r}; chain them '
                              'in one module (e.g. a Sequential) instead.')
         cfg = spec['module']
@@ -112,6 +119,81 @@ def attach_inserts(model: nn.Module, inserts: Optional[Dict[str, dict]],
     for name, (after, target) in targets.items():
         target.register_forward_hook(_ReplaceOutput(built, name, after, f'{setting}.{name}'))
     return model
+
+
+def _insert_class(cfg):
+    kind = cfg if isinstance(cfg, str) else cfg.get('type') if isinstance(cfg, dict) else None
+    if isinstance(kind, type):
+        return kind
+    with DefaultScope.overwrite_default_scope('mmkd'):
+        return MODELS.get(kind) if isinstance(kind, str) else None
+
+
+class _Captured(Exception):
+    """Ends the probe forward once every output it waits for is captured."""
+
+
+def infer_insert_channels(model: nn.Module, inserts: Optional[Dict[str, dict]],
+                          input_shape: Sequence[int], desc: str = 'model') -> Optional[dict]:
+    """``inserts`` with each module's ``channels_argument`` (e.g. KDLayer's ``in_channels``)
+    filled in where the config leaves it out: the channels (dim 1) of the output of the module
+    it follows, from one forward of ``model`` on a random batch of ``input_shape`` (eval mode,
+    no grad, stopped once every such output is seen). The random draw is undone, so building
+    with or without the inference gives the same weights. A copy; ``inserts`` is not changed.
+    """
+    if not isinstance(inserts, dict):
+        return inserts
+    wanted = {}
+    for name, spec in inserts.items():
+        cfg = spec.get('module') if isinstance(spec, dict) else None
+        cls = _insert_class(cfg)
+        argument = getattr(cls, 'channels_argument', None)
+        if argument and isinstance(cfg, (dict, str)) and (
+                isinstance(cfg, str) or cfg.get(argument) is None) and 'after' in spec:
+            wanted[name] = (spec['after'], argument)
+    if not wanted:
+        return inserts
+    captured, handles = {}, []
+
+    def capture(after):
+        def hook(module, args, output):
+            if after not in captured:
+                captured[after] = output
+            if all(a in captured for a, _ in wanted.values()):
+                raise _Captured
+        return hook
+
+    for after, _ in dict.fromkeys(wanted.values()):
+        target = find_module(model, after, desc)
+        handles.append(target.register_forward_hook(capture(after)))
+    training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            model.eval()
+            try:
+                model(torch.randn(*input_shape), None, mode='tensor')
+            except _Captured:
+                pass
+            except Exception:
+                if not all(a in captured for a, _ in wanted.values()):
+                    raise
+    finally:
+        model.train(training)
+        for handle in handles:
+            handle.remove()
+    out = copy.deepcopy(inserts)
+    for name, (after, argument) in wanted.items():
+        value = captured.get(after)
+        if not isinstance(value, torch.Tensor) or value.dim() < 2:
+            raise TypeError(
+                f'Insert {name!r}: {argument} is inferred from the output of {after!r} (its '
+                f'channels, dim 1), which is {type(value).__name__} here; insert it after a '
+                f'module whose output is one (N, C, ...) tensor, or state {argument}.')
+        cfg = out[name]['module']
+        cfg = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
+        cfg[argument] = int(value.shape[1])
+        out[name]['module'] = cfg
+    return out
 
 
 @MODELS.register_module(name='StudentWithInserts')

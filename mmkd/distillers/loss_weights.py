@@ -32,7 +32,13 @@ Weight = Annotated[float, Interval(
 class LossWeight:
     """A constant weight; the base of the schedules. Arguments are checked against their
     annotations by :func:`build_loss_weight` (:mod:`mmkd.utils.arguments`), which also sets
-    ``block``, the name used in messages."""
+    ``block``, the name used in messages.
+
+    Args:
+        value (float): the weight (for a schedule: its full value, which the schedule scales).
+            >= 0 unless the block sets ``allow_negative_loss_weight=True``. Default 1.0.
+        by_epoch (bool): count ``t`` in epochs instead of iterations. Default False.
+    """
     scheduled = False
     block = ''
 
@@ -68,6 +74,10 @@ class LinearWarmup(LossWeight):
 
     DKD (Zhao et al., 2022; mdistiller) warms its whole loss up as ``min(epoch / 20, 1)`` with
     1-based epochs: ``dict(type='LinearWarmup', value=1.0, warmup=20, by_epoch=True)``.
+
+    Args:
+        warmup (float): iterations (epochs) until the full ``value``. Default 1.
+        start (float): the fraction of ``value`` the warm-up starts from (at t = 0). Default 0.
     """
     scheduled = True
 
@@ -84,7 +94,13 @@ class LinearWarmup(LossWeight):
 class Step(LossWeight):
     """``value * gamma ** (number of milestones m with t > m)``: the weight changes after
     iteration (epoch) ``m``, as MMEngine's ``MultiStepLR``. ``gamma=0`` turns the block off
-    after the first milestone (e.g. a teacher that only guides the start of training)."""
+    after the first milestone (e.g. a teacher that only guides the start of training).
+
+    Args:
+        milestones (sequence of int): the iterations (epochs) after which the weight is
+            multiplied by ``gamma``. Default () (constant).
+        gamma (float): the factor at each milestone. Default 0.1.
+    """
     scheduled = True
 
     def __init__(self, value: Weight = 1.0, milestones: Sequence[NonNegativeInt] = (),
@@ -99,7 +115,13 @@ class Step(LossWeight):
 
 class CosineDecay(LossWeight):
     """Half a cosine from ``value`` (t = 1) to ``min_value`` (after ``length`` iterations or
-    epochs; default: the run's ``max_iters``/``max_epochs``), then ``min_value``."""
+    epochs; default: the run's ``max_iters``/``max_epochs``), then ``min_value``.
+
+    Args:
+        min_value (float): the weight at the end of the decay. Default 0.
+        length (float, optional): iterations (epochs) of the decay. Default None: the run's
+            ``max_iters`` (``max_epochs``).
+    """
     scheduled = True
 
     def __init__(self, value: Weight = 1.0, min_value: Weight = 0.0,

@@ -10,7 +10,7 @@ loading reads without running anything::
         format=1,
         config=<the run's whole config as data>,
         student=dict(model=<the student's model config, resolved>, scope='mmpretrain',
-                     inserts=<model.student_inserts or None>))
+                     inserts=<model.student_inserts, inferred arguments filled in, or None>))
 
 Two readers:
 
@@ -73,7 +73,7 @@ def run_record(runner) -> dict:
     if distiller is not None:
         record['student'] = dict(model=to_data(distiller.student_config),
                                  scope=distiller.student_scope,
-                                 inserts=to_data(runner.cfg.model.get('student_inserts')))
+                                 inserts=to_data(distiller.student_inserts))
     return record
 
 
@@ -199,10 +199,43 @@ class RunRecordHook(Hook):
 
 
 # ---------------------------------------------------------------------- export
+#: Top-level keys of a distillation run that the exported student's config does not keep:
+#: what the Runner gets from the command line, and mmkd's own distillation settings.
+RUN_ONLY_KEYS = ('load_from', 'resume', 'work_dir', 'launcher', 'student_baseline',
+                 'letkd_templates')
+#: Hooks tools/train.py adds to every run (it adds them again when the student is trained).
+TRAINING_HOOKS = ('RandomStateHook', 'RunRecordHook')
+
+
+def _is_distillation_piece(value) -> bool:
+    """A block (student, teacher, method), an insert (after, module) or a teacher (checkpoint
+    and config or model) written as a top-level variable, or a dict of them."""
+    if not isinstance(value, dict) or not value:
+        return False
+    keys = set(value)
+    if {'student', 'teacher', 'method'} <= keys or keys == {'after', 'module'} or (
+            'checkpoint' in keys and keys & {'config', 'model'}):
+        return True
+    return all(_is_distillation_piece(v) for v in value.values())
+
+
 def student_config_from_record(record: dict) -> dict:
     """The exported student's config (data): the run's config with ``model`` replaced by the
-    student, with its inserts (``mmkd.StudentWithInserts``) when it has any."""
+    student (with its inserts, ``mmkd.StudentWithInserts``, when it has any), and without what
+    only the distillation used: :data:`RUN_ONLY_KEYS`, top-level helper variables holding a
+    block, an insert or a teacher (written as a variable and used in ``model``), mmkd's
+    distillation wrapper and training hooks."""
     config = dict(record['config'])
+    for key in list(config):
+        if key in RUN_ONLY_KEYS or (key != 'model' and _is_distillation_piece(config[key])):
+            config.pop(key)
+    wrapper = config.get('model_wrapper_cfg')
+    if isinstance(wrapper, dict) and 'Distiller' in str(wrapper.get('type', '')):
+        config.pop('model_wrapper_cfg')
+    hooks = [h for h in config.get('custom_hooks') or []
+             if not (isinstance(h, dict) and str(h.get('type')).split('.')[-1] in TRAINING_HOOKS)]
+    if 'custom_hooks' in config:
+        config['custom_hooks'] = hooks
     student = record['student']
     if student.get('inserts'):
         model = dict(type='mmkd.StudentWithInserts', model=student['model'],
@@ -214,8 +247,6 @@ def student_config_from_record(record: dict) -> dict:
     config['model'] = model
     if student.get('scope') and not config.get('default_scope'):
         config['default_scope'] = student['scope']
-    for key in ('load_from', 'resume', 'student_baseline', 'work_dir', 'launcher'):
-        config.pop(key, None)
     return config
 
 

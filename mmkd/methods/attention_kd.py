@@ -23,8 +23,18 @@ layer and the attention decides which pairs to match::
     logit   = (<query_t, key_ts> + <p_t, p_s>) / sqrt(d)    (N, T, S), p = learned positions
     attn    = softmax over student layers s
     value_t = normalise(flatten(mean_c(f_t^2)))             spatial attention map of layer t
-    value_s = normalise(flatten(avgpool_to_t(mean_c(f_s^2))))  pooled to teacher t's size
+    value_s = normalise(flatten(avgpool_to_t(mean_c(f_s^2))))  resized to teacher t's size
     loss    = mean_n sum_t sum_s attn[n, t, s] * mean((value_s - value_t)^2)
+
+  ``avgpool_to_t`` is ``F.adaptive_avg_pool2d`` to the teacher map's (H, W), as in the authors'
+  code, for every (student, teacher) pair. A larger student map is averaged over windows; a
+  *smaller* one is upsampled by it, and adaptive pooling upsamples by repeating values (each
+  output cell is the mean of the input cells it overlaps: an integer factor copies every value
+  into a block, nearest-neighbour style; other factors also average two neighbours on some
+  rows or columns), never by interpolating: a blocky map against a finer one. With candidates
+  at several strides some pairs always do that (the authors' CIFAR setting too), and the
+  attention can weight them down; ``build`` warns once when a layer has *only* such pairs
+  (:func:`layers_matched_by_upsampling`): the points' strides do not match.
 
 RTK -- "Representative Teacher Keys for Knowledge Distillation Model Compression Based on
 Attention Mechanism for Image Classification" (Yang, Kao, Huang, arXiv 2206.12788). Only the
@@ -45,12 +55,14 @@ AFD, and with uniform attention and every key kept RTK's loss *equals* AFD's. Th
 no loss scale, so this is our choice, made so that RTK can use AFD's weights;
 ``normalize='none'`` keeps the raw sum.
 """
+import logging
 import math
 from typing import Annotated, Dict, List, Literal, Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 from ..registry import MODELS
 from ..utils.arguments import InitCfg, Interval, LossName, PositiveFloat, PositiveInt
@@ -59,12 +71,32 @@ from .base import BaseDistillMethod, LevelwiseMethod, flatten_levels
 
 def spatial_attention_map(x: torch.Tensor, size: Optional[Sequence[int]] = None
                           ) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H'*W'): channel mean of squared activations, average-pooled to
-    ``size`` when given (AFD pools student maps to the teacher layer's size), L2-normalised."""
+    """(N, C, H, W) -> (N, H'*W'): channel mean of squared activations, resized to ``size``
+    when given by adaptive average pooling (AFD resizes student maps to the teacher layer's
+    size: averaged over windows when larger, values repeated over blocks when smaller; see the
+    module docstring), L2-normalised."""
     att = x.float().pow(2).mean(dim=1, keepdim=True)
     if size is not None and tuple(att.shape[2:]) != tuple(size):
         att = F.adaptive_avg_pool2d(att, size)
     return F.normalize(att.flatten(1), dim=1)
+
+
+def layers_matched_by_upsampling(student: Sequence[torch.Tensor],
+                                 teacher: Sequence[torch.Tensor], query_side: str) -> List[int]:
+    """Indices of the query layers (``query_side``: 'teacher' for AFD, 'student' for RTK)
+    whose every pair needs the student map upsampled: AFD/RTK compare a pair at the teacher
+    map's size, so a student map smaller than the teacher map in height or width is upsampled
+    (values repeated). For AFD, teacher layers larger than every student map; for RTK, student
+    layers smaller than every teacher map."""
+    s_sizes = [tuple(m.shape[2:]) for m in student]
+    t_sizes = [tuple(m.shape[2:]) for m in teacher]
+
+    def upsampled(s, t):
+        return s[0] < t[0] or s[1] < t[1]
+
+    if query_side == 'student':
+        return [i for i, s in enumerate(s_sizes) if all(upsampled(s, t) for t in t_sizes)]
+    return [j for j, t in enumerate(t_sizes) if all(upsampled(s, t) for s in s_sizes)]
 
 
 class LinearBN(nn.Sequential):
@@ -113,7 +145,41 @@ class _LayerAttention(BaseDistillMethod):
         self.key_pos = nn.Parameter(torch.empty(len(keys), d))
         nn.init.xavier_normal_(self.query_pos)
         nn.init.xavier_normal_(self.key_pos)
+        self._warn_if_upsampling(s_maps, t_maps)
         super().build(student, teacher)
+
+    def _warn_if_upsampling(self, s_maps: Sequence[torch.Tensor],
+                            t_maps: Sequence[torch.Tensor]) -> None:
+        """Warn once per method instance (at build, the dry run) when a query layer can only be
+        compared with upsampled student maps (:func:`layers_matched_by_upsampling`): a
+        blocky map against a finer one, because the points' strides do not match."""
+        found = layers_matched_by_upsampling(s_maps, t_maps, self.query_side)
+        if not found or getattr(self, '_warned_upsampling', False):
+            return
+        self._warned_upsampling = True
+
+        def sizes(maps, indices=None):
+            indices = range(len(maps)) if indices is None else indices
+            return ', '.join(f'{i}: {maps[i].shape[2]}x{maps[i].shape[3]}' for i in indices)
+
+        if self.query_side == 'student':
+            what = (f'student maps {{{sizes(s_maps, found)}}} are smaller (in height or width) '
+                    f'than every teacher map {{{sizes(t_maps)}}}; each student layer is compared '
+                    'with the teacher layers at their sizes, so these are compared only after '
+                    'being upsampled')
+        else:
+            what = (f'teacher maps {{{sizes(t_maps, found)}}} are larger (in height or width) '
+                    f'than every student map {{{sizes(s_maps)}}}; each teacher layer is compared '
+                    'with the student layers at its own size, so these are compared only with '
+                    'student maps upsampled')
+        print_log(
+            f'{type(self).__name__}: {what} by adaptive average pooling, which '
+            'repeats each value over a block of positions (nearest-neighbour style, no '
+            f'interpolation). Student maps {[tuple(m.shape) for m in s_maps]}, teacher maps '
+            f'{[tuple(m.shape) for m in t_maps]}. Record points of matching stride: student '
+            'points as fine as the teacher\'s or finer (an earlier student stage, or a later, '
+            'coarser teacher stage; docs/methods/afd_rtk.md, "Maps of other sizes").',
+            logger='current', level=logging.WARNING)
 
     def attention_logits(self, student, teacher) -> torch.Tensor:
         """(N, Q, K) scaled logits: Q query layers, K key layers."""
@@ -135,7 +201,7 @@ class _LayerAttention(BaseDistillMethod):
 
     def pair_distances(self, student, teacher) -> torch.Tensor:
         """(N, T, S): mean squared difference of the spatial attention maps of teacher layer t
-        and student layer s (pooled to t's size)."""
+        and student layer s (resized to t's size by adaptive average pooling)."""
         s_maps, t_maps = self._maps(student, 'student'), self._maps(teacher, 'teacher')
         student_values = {}  # pooled student maps, once per distinct teacher size (as AFD does)
         rows = []
@@ -153,14 +219,21 @@ class _LayerAttention(BaseDistillMethod):
 class AFD(_LayerAttention):
     """Attention-based feature distillation (Ji et al., AAAI 2021), as in the authors' code.
 
-    Record many layers per side (e.g. ``student='backbone.layer*.*'``, every residual block);
-    each teacher layer's query attends over all student layers. Returns ``loss_afd`` (see the
-    module docstring for the formula); the authors weight it 200 on CIFAR, next to KD at T = 4
-    with weight 0.9.
+    Block: many layers per side, each a map (N, C, H, W) of any channel count and size (e.g.
+    ``student='backbone.layer*.*'``, every residual block; FPN tuples are flattened). Each
+    teacher layer's query attends over all student layers; each student map is
+    adaptive-average-pooled to each teacher map's size (which repeats values where the student
+    map is smaller). Returns ``loss_afd`` (see the module docstring for the formula); the
+    authors weight it 200 on CIFAR, next to KD at T = 4 with weight 0.9.
 
     Args:
         qk_dim (int): query/key width. Default 128 (authors).
         loss_name (str): key of the returned loss. Default 'loss_afd'.
+
+    References:
+        Paper: Ji, Heo, Park, "Show, Attend and Distill: Knowledge Distillation via
+            Attention-based Feature Matching", AAAI 2021 (arXiv 2102.02973).
+        Code: the authors', https://github.com/clovaai/attention-feature-distillation.
     """
     query_side = 'teacher'
 
@@ -197,6 +270,10 @@ class RTK(_LayerAttention):
     with ``selection='all'`` and uniform attention gives exactly AFD's loss. Our choice (the
     abstract states no scale); ``normalize='none'`` returns the raw sum.
 
+    Block: as :class:`AFD`, many layers per side, maps (N, C, H, W) (e.g. the four backbone
+    stages, ``student='backbone.layer*'``). Returns ``loss_rtk`` and logs ``kept_keys``, the
+    mean number of teacher keys kept per student layer.
+
     Args:
         selection (str): 'topk' (default), 'threshold' or 'all' (plain attention matching).
         num_keys (int, optional): k for 'topk'; default ceil(T / 2) of the T teacher layers.
@@ -207,7 +284,14 @@ class RTK(_LayerAttention):
             raw sum over the S student queries.
         qk_dim (int): query/key width. Default 128.
         loss_name (str): key of the returned loss. Default 'loss_rtk'.
-    Logs ``kept_keys``: the mean number of teacher keys kept per student layer.
+
+    References:
+        Paper: Yang, Kao, Huang, "Knowledge Distillation with Representative Teacher Keys
+            Based on Attention Mechanism for Image Classification Model Compression" (arXiv
+            2206.12788; also listed as "Representative Teacher Keys for Knowledge
+            Distillation Model Compression Based on Attention Mechanism for Image
+            Classification"): its abstract only.
+        Code: none public; reconstructed on AFD's machinery (:class:`AFD`).
     """
     query_side = 'student'
 
@@ -259,6 +343,13 @@ class AT(LevelwiseMethod):
         p (float): the power of the activations. Default 2 (the authors'). As the authors,
             ``f^p`` is not an absolute value: use an even p on features that can be negative.
         share_levels, level_reduction: see :class:`LevelwiseMethod` (levels: pairs, summed).
+
+    References:
+        Paper: Zagoruyko, Komodakis, "Paying More Attention to Attention: Improving the
+            Performance of Convolutional Neural Networks via Attention Transfer", ICLR 2017
+            (arXiv 1612.03928).
+        Code: the authors', https://github.com/szagoruyko/attention-transfer; the CIFAR
+            settings used here: megvii-research/mdistiller ``distillers/AT.py``.
 
     Block: ``student=['backbone.layer1', 'backbone.layer2', 'backbone.layer3']`` and the same
     teacher stages (any channel counts; of two maps of other sizes, the larger is pooled to

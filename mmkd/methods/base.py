@@ -30,6 +30,11 @@ class BaseDistillMethod(BaseModule):
     are its schema, and every construction checks the given values against it before
     ``__init__`` runs (the distiller first, naming the block), so a wrong type or an
     impossible value fails at build naming the argument.
+
+    Args:
+        init_cfg (dict | list[dict], optional): MMEngine's initialisation config of the
+            method's own modules (projectors, connectors, generators), applied by
+            ``init_weights()``. Default None: each module's own initialisation.
     """
 
     def __new__(cls, *args, **kwargs):

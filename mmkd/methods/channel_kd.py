@@ -77,6 +77,12 @@ class CWD(_ChannelMethod):
 
     Block: any dense maps, e.g. ``'decode_head.conv_seg'`` (segmentation logits) or
     ``'neck'`` (every FPN level). Returns ``loss_cwd``.
+
+    References:
+        Paper: Shu, Liu, Gao, Yan, Shen, "Channel-wise Knowledge Distillation for Dense
+            Prediction", ICCV 2021 (arXiv 2011.13256).
+        Code: the authors' link https://git.io/Distiller; the reference followed here is
+            MMRazor's ``losses/cwd.py`` (``ChannelWiseDivergence``, open-mmlab/mmrazor).
     """
 
     def __init__(self, tau: PositiveFloat = 1.0, projector: Projector = 'auto', **kwargs):
@@ -119,6 +125,13 @@ class PKD(_ChannelMethod):
 
     Block: e.g. ``student=['neck[0]', 'neck[1]', 'neck[2]', 'neck[3]']`` and the same for the
     teacher (MMRazor's four FPN levels). Returns ``loss_pkd``.
+
+    References:
+        Paper: Cao, Zhang, Gao, Cheng, Cheng, Cheng, "PKD: General Distillation Framework for
+            Object Detectors via Pearson Correlation Coefficient", NeurIPS 2022 (arXiv
+            2207.02039).
+        Code: the reference followed here is MMRazor's ``losses/pkd_loss.py``
+            (open-mmlab/mmrazor).
     """
 
     def __init__(self, eps: PositiveFloat = 1e-6, projector: Projector = 'auto', **kwargs):

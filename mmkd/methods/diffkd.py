@@ -304,6 +304,18 @@ class DiffKD(LevelwiseMethod):
             ``dict(student=(h, w), teacher=(h, w))``. Default None: square, h = w = sqrt(L')
             (authors). A fixed grid must match every batch's token count.
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
+
+    Block: one value or several levels per side, e.g. ``student='neck', teacher='neck'`` (every
+    FPN level, ``distance='mse'``), ``'backbone'`` (the last stage's maps, with ``use_ae=True``
+    on ImageNet) or ``'head.fc'`` (logits, ``distance=dict(type='kl', tau=1.0)``); the
+    authors' classification setting is two blocks, one per branch. Returns ``loss_kd``,
+    ``loss_ddim``, ``loss_ae`` (with ``use_ae``) and logs ``gamma`` (above).
+
+    References:
+        Paper: Huang, Zhang, Zheng, You, Wang, Qian, Xu, "Knowledge Diffusion for
+            Distillation", NeurIPS 2023 (arXiv 2305.15712).
+        Code: the authors', https://github.com/hunto/DiffKD (the method) and
+            https://github.com/hunto/image_classification_sota (their training recipes).
     """
 
     LOSS_TERMS = ('kd', 'ddim', 'ae')

@@ -23,6 +23,15 @@ class DIST(LevelwiseMethod):
         beta (float): inter-class (per-sample) weight. Default 1.0.
         gamma (float): intra-class (per-class) weight. Default 1.0.
         loss_name (str): key of the returned loss. Default 'loss_dist'.
+
+    Block: logits (N, C), e.g. ``'head.fc'``, or prediction maps (N, C, H, W), e.g.
+    ``'decode_head.conv_seg'``, with the same number of classes on both sides; several levels
+    give one term each. Returns ``loss_dist``.
+
+    References:
+        Paper: Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
+            NeurIPS 2022 (arXiv 2205.10536).
+        Code: the authors', https://github.com/hunto/DIST_KD.
     """
 
     def __init__(self, tau: PositiveFloat = 1.0, beta: NonNegativeFloat = 1.0,

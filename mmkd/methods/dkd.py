@@ -138,6 +138,12 @@ class DKD(_DecoupledLogits):
 
     Block: ``student='head.fc'``, ``teacher='head.fc'`` (logits (N, C)); needs ``gt_label``.
     Returns ``loss_tckd`` and ``loss_nckd`` (their sum is DKD's loss).
+
+    References:
+        Paper: Zhao, Cui, Song, Qiu, Liang, "Decoupled Knowledge Distillation", CVPR 2022
+            (arXiv 2203.08679).
+        Code: the authors', https://github.com/megvii-research/mdistiller
+            (``distillers/DKD.py``).
     """
 
     def __init__(self, alpha: NonNegativeFloat = 1.0, beta: NonNegativeFloat = 8.0,
@@ -167,7 +173,13 @@ class RLD(_DecoupledLogits):
             README (``--same-t``); their code's default is 1.0.
         logit_standardization (bool): z-score both logits first. Default False.
 
-    Block: as :class:`DKD`. Returns ``loss_scd`` and ``loss_mcd``.
+    Block: as :class:`DKD`: logits (N, C) on both sides and the data samples' ``gt_label``.
+    Returns ``loss_scd`` and ``loss_mcd``.
+
+    References:
+        Paper: Sun, Chen, Lyu, Chen, Chen, Wang, "Knowledge Distillation with Refined Logits"
+            (arXiv 2408.07703).
+        Code: the authors', https://github.com/zju-SWJ/RLD (``distillers/RLD.py``).
     """
 
     def __init__(self, alpha: NonNegativeFloat = 1.0, beta: NonNegativeFloat = 8.0,

@@ -40,11 +40,24 @@ class EnsembleKD(BaseDistillMethod):
     teacher (``teacher=['a:head.fc', 'b:head.fc']``).
 
     Args:
-        combine (str): ``'mean_prob'`` | ``'mean_logit'`` | ``'sum_kl'`` (module docstring).
+        combine (str): how the teachers' logits become one target: ``'mean_prob'`` (default:
+            the weighted mean of their softmax probabilities), ``'mean_logit'`` (the weighted
+            mean of their logits, then the softmax) or ``'sum_kl'`` (one KD term per teacher,
+            weighted and summed); formulas in the module docstring.
         tau (float): temperature. Default 1.0.
         teacher_weights (sequence of float, optional): w_k, one per teacher point, in order,
             non-negative with a positive sum. Default: all 1.
         loss_name (str): key of the returned loss. Default 'loss_kd'.
+
+    Block: ``student='head.fc'`` (logits (N, C), or maps (N, C, H, W), resized to the
+    teachers' size) and ``teacher=['a:head.fc', 'b:head.fc']``, one point per teacher, each
+    with the student's number of classes. Returns ``loss_kd``.
+
+    References:
+        Method: Hinton's KD (:class:`LogitKD`) from several teachers; ``'mean_prob'`` is the
+            classic ensemble teacher (e.g. Fukuda et al., "Efficient Knowledge Distillation
+            from an Ensemble of Teachers", 2017).
+        Code: none followed; the three combinations are mmkd's.
     """
 
     def __init__(self, combine: Combine = 'mean_prob', tau: PositiveFloat = 1.0,

@@ -82,6 +82,16 @@ class FeatureMSE(LevelwiseMethod):
             + ReLU regressor for maps, always built; module docstring).
         loss_name (str): key of the returned loss. Default 'loss_mse'.
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
+
+    Block: one point per side (several levels give one term each): maps (N, C, H, W), vectors
+    (N, C) or tokens (N, L, C) of any channel count, e.g. FitNet's hint
+    ``student='backbone.layer2'`` with the teacher's matching stage. Returns ``loss_mse``.
+
+    References:
+        Paper: Romero, Ballas, Kahou, Chassang, Gatta, Bengio, "FitNets: Hints for Thin Deep
+            Nets", ICLR 2015 (arXiv 1412.6550).
+        Code: ``projector='convreg'`` follows megvii-research/mdistiller
+            (``distillers/FitNet.py``, ``_common.ConvReg``).
     """
 
     def __init__(self, projector: Projector = 'auto', loss_name: LossName = 'loss_mse',

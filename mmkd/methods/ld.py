@@ -91,9 +91,16 @@ class LD(BaseDistillMethod):
             ``get_anchors``, ``get_targets``: ``GFLHead``, ``LDHead``).
         tau (float): temperature. Default 10 (mmdet's LD config).
 
-    Block: as in the module docstring (student: the classification conv and the scaled box
-    predictions; teacher: its scaled box predictions); the data samples' ``gt_instances``.
-    Returns ``loss_ld``.
+    Block: ``student=['bbox_head.gfl_cls', 'bbox_head.scales.*']`` (the classification conv
+    and the scaled box predictions, one value per FPN level), ``teacher='bbox_head.scales.*'``
+    (its scaled box predictions), as in the module docstring; the data samples'
+    ``gt_instances``. Returns ``loss_ld``.
+
+    References:
+        Paper: Zheng, Ye, Wang, Ren, Zuo, Hou, Cheng, "Localization Distillation for Dense
+            Object Detection", CVPR 2022 (arXiv 2102.12252).
+        Code: the authors', https://github.com/HikariTJU/LD; mmdet's ``LDHead`` and
+            ``KnowledgeDistillationKLDivLoss``, reused here.
     """
 
     def __init__(self, head: str = 'bbox_head', tau: Temperature = 10.0,

@@ -35,7 +35,7 @@ code does, and where we differ:
   templates tool uses every sampled position.
 """
 import math
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -92,7 +92,11 @@ class KDLayer(BaseModule):
     """letKD's KD layer, an insert kept in the student (module docstring).
 
     Args:
-        in_channels (int): C, the channels of the stage it follows (its output has C too).
+        in_channels (int, optional): C, the channels of the stage it follows (its output has C
+            too). Leave it out under ``mmkd.Distiller(student_inserts=...)``: it is read from
+            the stage's output in the dry run (``channels_argument``). A model built without a
+            distiller (``mmkd.StudentWithInserts``) states it; the config
+            ``tools/model_converters/extract_student.py`` writes does.
         num_templates (int): K (the authors: 4096 after the last stage, classes x 8 sub-classes
             after the first block of the last stage); must match the templates file.
         alpha (float): weight of the value in ``x + alpha * value``. Default 1.0 (the authors'
@@ -104,9 +108,23 @@ class KDLayer(BaseModule):
     ``kd_inserts.<name>.scores``), ``bn``, ``value``. Input and output (B, C, H, W).
     """
 
-    def __init__(self, in_channels: int, num_templates: int, alpha: float = 1.0,
-                 score_scale: float = 3.0, value_scale: float = 1.0, init_cfg=None):
+    #: The argument mmkd.Distiller fills in with the channels of the output this insert follows.
+    channels_argument = 'in_channels'
+
+    def __init__(self, in_channels: Optional[int] = None, num_templates: Optional[int] = None,
+                 alpha: float = 1.0, score_scale: float = 3.0, value_scale: float = 1.0,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        for name, value in (('in_channels', in_channels), ('num_templates', num_templates)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f'KDLayer {name} must be an int >= 1, got {value!r}.' +
+                    (' Under mmkd.Distiller(student_inserts=...) leave it out: it is read '
+                     'from the stage the layer follows in the dry run; a model built without a '
+                     'distiller (mmkd.StudentWithInserts) must state it.'
+                     if name == 'in_channels' and value is None else
+                     ' It must match the templates file (tools/analysis/letkd_templates.py).'
+                     if name == 'num_templates' else ''))
         self.in_channels = in_channels
         self.scores = CosineConv2d(in_channels, num_templates, scale=score_scale)
         self.bn = nn.BatchNorm2d(num_templates)
@@ -231,7 +249,12 @@ class LetKD(_TemplatesMethod):
         temperature (float): of the target. Default 1.0 (the authors').
 
     Block: ``student='kd_inserts.<name>.scores'`` (B, K, H, W), ``teacher=<the point the
-    templates were made from>`` (B, C_T, H_T, W_T).
+    templates were made from>`` (B, C_T, H_T, W_T). Returns ``loss_letkd``.
+
+    References:
+        Paper: Gorgun, Gurbuz, Alatan, "Knowledge Distillation Layer that Lets the Student
+            Decide", BMVC 2023 (arXiv 2309.02843).
+        Code: the authors', https://github.com/adagorgun/letKD-framework.
     """
     kind = 'kmeans'
     buffers_of_file = ('centres', )
@@ -273,6 +296,15 @@ class LetKDSubclass(_TemplatesMethod):
         templates (str): a ``subclass`` file of ``tools/analysis/letkd_templates.py``:
             ``lda_mean`` (C_T,), ``lda_scalings`` (C_T, n), ``centres`` (N*M, n),
             ``score_matrix`` (N*M, N*M), ``num_subclasses`` (M).
+
+    Block: ``student='kd_inserts.<name>.scores'`` (B, K, H, W) of the KD layer after the first
+    block of the last stage, ``teacher=<the point the templates were made from>`` (B, C_T,
+    H_T, W_T); the data samples' ``gt_label``. Returns ``loss_letkd``.
+
+    References:
+        Paper: Gorgun, Gurbuz, Alatan, "Knowledge Distillation Layer that Lets the Student
+            Decide", BMVC 2023 (arXiv 2309.02843).
+        Code: the authors', https://github.com/adagorgun/letKD-framework.
     """
     kind = 'subclass'
     buffers_of_file = ('lda_mean', 'lda_scalings', 'centres', 'score_matrix')

@@ -25,6 +25,16 @@ class LogitKD(LevelwiseMethod):
             CIFAR setting: tau 2, this block's weight 9, the student's CE weight 0.1.
             Default False.
         loss_name (str): key of the returned loss. Default 'loss_kd'.
+
+    Block: logits (N, C), e.g. ``'head.fc'``, or prediction maps (N, C, H, W), e.g.
+    ``'decode_head.conv_seg'``, with the same number of classes on both sides. Returns
+    ``loss_kd``.
+
+    References:
+        Paper: Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", NIPS
+            2014 Deep Learning Workshop (arXiv 1503.02531).
+        Logit standardisation: Sun, Ren, Li, Wang, Cao, "Logit Standardization in Knowledge
+            Distillation", CVPR 2024; code https://github.com/sunshangquan/logit-standardization-KD.
     """
 
     def __init__(self, tau: PositiveFloat = 1.0, logit_standardization: bool = False,

@@ -30,9 +30,20 @@ class QualityKD(LevelwiseMethod):
     """Regress the student's quality prediction to the teacher's (module docstring).
 
     Args:
-        loss (str): 'l1' (default, RKIQT), 'mse' or 'smooth_l1'.
-        loss_name (str): Default 'loss_quality_kd'.
+        loss (str): the regression loss: 'l1' (default, RKIQT), 'mse' or 'smooth_l1'
+            (beta 1).
+        loss_name (str): key of the returned loss. Default 'loss_quality_kd'.
         share_levels, level_reduction: see :class:`LevelwiseMethod`.
+
+    Block: the two models' quality predictions, any equal shapes, e.g.
+    ``student='head.heads.conv'``, ``teacher='cnn:head.heads.cls'`` ((N, 1) each). Returns
+    ``loss_quality_kd``.
+
+    References:
+        Paper: Li, Zheng, Zheng, Hu, Zhang, Gao, Shen, Li, Liu, Dai, Zhang, Ji, "Less is More:
+            Learning Reference Knowledge Using No-Reference Image Quality Assessment" (arXiv
+            2312.00591): its inductive-bias regularisation.
+        Code: none public.
     """
 
     def __init__(self, loss: Literal['l1', 'mse', 'smooth_l1'] = 'l1',

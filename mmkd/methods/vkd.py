@@ -142,6 +142,17 @@ class VkD(LevelwiseMethod):
             token, so pooling averages the patch tokens only, as the paper does). Default 0.
         eps (float): numerical floor of the normalisations. Default 1e-5.
         loss_name (str): key of the returned loss. Default 'loss_vkd'.
+
+    Block: one point (or several levels) per side, e.g. classification
+    ``student='backbone.ln1'`` (ViT tokens, ``pool=True, skip_tokens=1``) with
+    ``teacher='neck'`` (the pooled last stage); detection ``'neck'`` on both sides with
+    ``normalize='batch', affine=True``; segmentation ``'backbone.layer4'`` with
+    ``normalize='batch'``. Returns ``loss_vkd``.
+
+    References:
+        Paper: Miles, Elezi, Deng, "VkD: Improving Knowledge Distillation using Orthogonal
+            Projections", CVPR 2024 (arXiv 2403.06213).
+        Code: the authors', https://github.com/roymiles/vkd.
     """
 
     def __init__(self, normalize: Literal['sample', 'batch', 'whiten', 'none'] = 'sample',

@@ -72,11 +72,6 @@ def summarise(per_batch, names):
 
 def main():
     from mmengine.config import DictAction
-    from mmengine.runner import Runner
-
-    from mmkd.utils.checkpoint import safe_torch_load
-    from mmkd.utils.tool_config import is_distiller_config, load_tool_config
-
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config')
     parser.add_argument('--batches', type=int, default=8)
@@ -85,6 +80,11 @@ def main():
     parser.add_argument('--out', default=None, help='write the table as JSON here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
+    # After parsing, so that --help answers at once (the OpenMMLab packages take seconds).
+    from mmengine.runner import Runner
+
+    from mmkd.utils.checkpoint import safe_torch_load
+    from mmkd.utils.tool_config import is_distiller_config, load_tool_config
 
     with tempfile.TemporaryDirectory() as work_dir:
         cfg = load_tool_config(args.config, 'none', args.cfg_options, work_dir)

@@ -42,8 +42,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-import mmkd  # noqa: E402,F401  (safe checkpoint loading; mmkd's datasets and models)
-
 KMEANS_FULL_MAX = 50_000  # above this many samples, MiniBatchKMeans
 
 
@@ -207,6 +205,8 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
                         help='overrides of the config')
     args = parser.parse_args(argv)
+    # After parsing, so that --help answers at once (the OpenMMLab packages take seconds).
+    import mmkd  # noqa: F401  (safe checkpoint loading; mmkd's datasets and models)
     start = time.time()
     torch.manual_seed(args.seed)
     cfg, model = build_teacher(args.config, args.checkpoint, args.cfg_options)

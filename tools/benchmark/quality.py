@@ -34,7 +34,7 @@ sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
 from demo import (TASKS, RunFailed, add_run_arguments, mean_std, run_grid,  # noqa: E402
-                  summarise)
+                  start_run_server, summarise)
 
 
 #: --cfg-options that move a task's runs onto its tuning split (see the module docstring).
@@ -110,6 +110,7 @@ def main():
     args.out = args.out or ('work_dirs/benchmark/quality_tune' if args.tune
                             else 'work_dirs/benchmark/quality')
     start = time.time()
+    start_run_server(args.threads)  # first: its imports overlap ours and the data generation
 
     if {'detection', 'segmentation'} & set(args.tasks):
         from mmkd.datasets import make_shapes_dataset

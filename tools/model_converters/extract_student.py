@@ -26,15 +26,6 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import torch  # noqa: E402
-from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
-
-import mmkd  # noqa: E402,F401  (makes MMEngine's checkpoint loading safe, for every scheme)
-from mmkd.distillers.inserts import INSERTS_ATTR  # noqa: E402
-from mmkd.hooks.run_record import (META_KEY, dump_data_config,  # noqa: E402
-                                   student_config_from_record, to_data)
-from mmkd.utils import extract_student_state_dict, is_distiller_config  # noqa: E402
-
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -52,6 +43,15 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # Imported after parsing, so that --help and usage errors answer at once (torch and the
+    # OpenMMLab packages take seconds to import).
+    import torch
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    import mmkd  # noqa: F401  (makes MMEngine's checkpoint loading safe, for every scheme)
+    from mmkd.distillers.inserts import INSERTS_ATTR
+    from mmkd.hooks.run_record import META_KEY, dump_data_config
+    from mmkd.utils import extract_student_state_dict
     ckpt = _load_checkpoint(args.src, map_location='cpu')
     if not isinstance(ckpt, dict):
         sys.exit(f'{args.src} holds a {type(ckpt).__name__}, not a distillation checkpoint.')
@@ -74,6 +74,8 @@ def main():
 def student_config(record, config_path, src) -> dict:
     """The exported student's config as data: from the checkpoint's run record, else from the
     distillation config the user names with ``--config``."""
+    from mmkd.hooks.run_record import META_KEY, student_config_from_record, to_data
+    from mmkd.utils import is_distiller_config
     if config_path is not None:
         from mmkd.utils.tool_config import load_tool_config
         cfg = load_tool_config(config_path)

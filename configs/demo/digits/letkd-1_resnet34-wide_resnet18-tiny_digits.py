@@ -10,7 +10,7 @@ _base_ = './_base_distill.py'
 letkd_templates = dict(
     penult=['--point', 'backbone.layer4', '--kind', 'kmeans', '--num-templates', '64'])
 penult_insert = dict(after='backbone.layer4',
-                     module=dict(type='KDLayer', in_channels=32, num_templates=64))
+                     module=dict(type='KDLayer', num_templates=64))
 penult_block = dict(student='kd_inserts.penult.scores', teacher='backbone.layer4',
                     method=dict(type='LetKD',
                                 templates='work_dirs/demo/digits/letkd_penult.pth'),

@@ -14,7 +14,7 @@ letkd_templates = dict(
 model = dict(
     student_inserts=dict(
         inter=dict(after='backbone.layer4.0',
-                   module=dict(type='KDLayer', in_channels=32, num_templates=80))),
+                   module=dict(type='KDLayer', num_templates=80))),
     blocks=dict(
         inter=dict(student='kd_inserts.inter.scores', teacher='backbone.layer4.0',
                    method=dict(type='LetKDSubclass',
