@@ -30,9 +30,11 @@ quiet_openmmlab_warnings()  # before anything below imports the OpenMMLab packag
 
 from .version import __version__  # noqa: E402
 from .utils import register_atomic_local_backend, register_safe_globals  # noqa: E402
+from .utils.metafile_cache import cache_package_metafiles  # noqa: E402
 
 register_safe_globals()  # checkpoints load with weights_only=True, from every scheme
 register_atomic_local_backend()  # checkpoints are written to a temporary file, then renamed
+cache_package_metafiles()  # 'mmdet::' bases: the package's metafiles parsed once, not each time
 
 from . import distillers, evaluation, hooks, losses, methods, models, recorders  # noqa: E402,F401
 from .registry import (DATASETS, HOOKS, METRICS, MODEL_WRAPPERS, MODELS,  # noqa: E402

@@ -173,3 +173,37 @@ def test_discovery_reads_the_merged_model_not_the_file_text(tmp_path):
     assert find_distiller_configs(str(tmp_path)) == [str(tmp_path / 'a_inherits.py')]
     with pytest.raises(FileNotFoundError, match='not a directory'):
         find_distiller_configs(str(tmp_path / 'missing'))
+
+
+def test_package_metafiles_are_parsed_once_and_callers_get_copies(tmp_path, monkeypatch):
+    """mmkd caches MMEngine's parse of a package's metafiles (``mmdet::`` bases re-read
+    about a hundred YAML files each time): the same answers, a caller's change does not reach
+    the cache, and a changed file is read again."""
+    from mmengine.config import utils as config_utils
+
+    from mmkd.utils import metafile_cache
+    assert config_utils.load.mmkd_metafile_cache  # installed by `import mmkd`
+    calls = []
+    original = config_utils.load.__wrapped__
+    monkeypatch.setattr(config_utils, 'load', metafile_cache.cached_metafile_load(
+        lambda f, *a, **k: calls.append(f) or original(f, *a, **k)))
+    mim = tmp_path / 'pkg' / '.mim'
+    (mim / 'configs' / 'net').mkdir(parents=True)
+    (mim / 'model-index.yml').write_text('Import:\n  - configs/net/metafile.yml\n')
+    meta = mim / 'configs' / 'net' / 'metafile.yml'
+    meta.write_text('Models:\n  - Name: a\n    Config: configs/net/net_a.py\n')
+    package = str(tmp_path / 'pkg')
+    first = config_utils._get_cfg_metainfo(package, 'net/net_a.py')
+    assert first == dict(Name='a', Config='configs/net/net_a.py') and len(calls) == 2
+    first['Config'] = 'changed by a caller'
+    assert config_utils._get_cfg_metainfo(package, 'net/net_a.py')['Config'] == 'configs/net/net_a.py'
+    assert len(calls) == 2  # parsed once
+    with pytest.raises(ValueError, match='net/net_b.py'):  # MMEngine's answer for an unknown name
+        config_utils._get_cfg_metainfo(package, 'net/net_b.py')
+    meta.write_text('Models:\n  - Name: b\n    Config: configs/net/net_b.py\n  ')  # new size
+    assert config_utils._get_cfg_metainfo(package, 'net/net_b.py')['Name'] == 'b' and len(calls) == 3
+    # a real package: the same config as without the cache
+    path = osp.join(REPO, 'configs', 'ld', 'gfl_r18_fpn_1x_coco.py')
+    cached_text = Config.fromfile(path).pretty_text
+    monkeypatch.setattr(config_utils, 'load', original)
+    assert Config.fromfile(path).pretty_text == cached_text
