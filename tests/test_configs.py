@@ -207,3 +207,28 @@ def test_package_metafiles_are_parsed_once_and_callers_get_copies(tmp_path, monk
     cached_text = Config.fromfile(path).pretty_text
     monkeypatch.setattr(config_utils, 'load', original)
     assert Config.fromfile(path).pretty_text == cached_text
+
+
+def test_tool_config_formats_its_text_once_per_content(monkeypatch):
+    """The Runner asks for ``cfg.pretty_text`` five times a run (a yapf pass each): the tools'
+    config makes it once, equal to MMEngine's, and again only when the content changed."""
+    import copy
+
+    from mmkd.utils.tool_config import ToolConfig, load_tool_config
+    path = osp.join(DEMO, 'shapes_det', 'vkd_retinanet_r34-wide_r18-tiny_fpn_shapes.py')
+    cfg = load_tool_config(path, 'none', None, 'work_dirs/x')
+    plain = Config.fromfile(path)
+    plain.launcher, plain.work_dir = 'none', 'work_dirs/x'
+    assert isinstance(cfg, ToolConfig) and cfg.pretty_text == plain.pretty_text
+    calls = []
+    original = Config.pretty_text
+    monkeypatch.setattr(Config, 'pretty_text', property(
+        lambda self: calls.append(1) or original.fget(self)))
+    runner_copy = copy.deepcopy(cfg)  # what the Runner keeps
+    assert isinstance(runner_copy, ToolConfig)
+    texts = {runner_copy.pretty_text for _ in range(5)}
+    assert len(texts) == 1 and calls == []  # made when first asked, before the copy
+    runner_copy.model.blocks.fpn.loss_weight = 3.0
+    assert 'loss_weight=3.0' in runner_copy.pretty_text and len(calls) == 1
+    runner_copy.pretty_text
+    assert len(calls) == 1 and 'loss_weight=3.0' not in cfg.pretty_text
