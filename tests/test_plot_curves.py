@@ -120,6 +120,13 @@ def test_plot_curves_picks_runs_and_reads_a_file_still_being_written(tmp_path, c
     assert '20260102_000000' in out and 'skipped the incomplete last line (4)' in out
     assert '2 training and 1 validation records' in out
     assert plotted['validation'] == ['accuracy/top1']
+    # MMEngine writes step 0 for a validation of an iteration-based run (the epoch): it is
+    # drawn at the iteration it followed
+    train, val = tool.read_scalars(str(tmp_path / '20260102_000000' / 'vis_data' /
+                                       'scalars.json'))
+    val[0]['step'] = 0
+    assert tool.validation_positions(train, val) == [2]
+    assert tool.validation_positions([dict(train[0], epoch=1)], val) == [0]  # epoch-based
     tool.main([str(tmp_path), '--run', '20260101_000000', '--out', str(tmp_path / 'old.png')])
     assert '3 training and 0 validation records' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='iteration-based run.*--x iter'):

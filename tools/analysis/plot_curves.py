@@ -32,7 +32,10 @@ import re
 from collections import defaultdict, deque
 
 #: Scalars that place a record (the x axis), never plotted as curves.
-POSITION_KEYS = ('iter', 'epoch', 'step')
+#: ``AFTER_ITER`` is ours: on each validation record, the iteration of the training record
+#: before it in the file (where the validation ran).
+AFTER_ITER = '_after_iter'
+POSITION_KEYS = ('iter', 'epoch', 'step', AFTER_ITER)
 #: Timing and memory scalars: plotted only when asked for.
 TIMING_KEYS = ('time', 'data_time', 'memory')
 #: Line styles cycled with the colours, so that curves lying on each other (two blocks' equal
@@ -114,7 +117,11 @@ def read_scalars(path: str):
             if not isinstance(record, dict):
                 bad = number
                 continue
-            (train if 'iter' in record else val).append(record)
+            if 'iter' in record:
+                train.append(record)
+            else:
+                record[AFTER_ITER] = train[-1]['iter'] if train else 0
+                val.append(record)
     if bad is not None:
         print(f'plot_curves: skipped the incomplete last line ({bad}) of {path}.')
     return train, val
@@ -184,6 +191,16 @@ def iters_per_epoch(scalars_path: str):
             if found:
                 return int(found.group(1))
     return None
+
+
+def validation_positions(train, val) -> list:
+    """Where each validation record goes on its panel's x axis. Epoch-based runs: the epoch
+    (MMEngine's ``step``). Iteration-based runs: the iteration the validation followed, since
+    MMEngine's ``step`` there is the epoch as well by default (``LoggerHook``'s
+    ``log_metric_by_epoch=True``): 0 for every validation."""
+    epoch_based = bool(train) and 'epoch' in train[0]
+    return [r.get('step', i + 1) if epoch_based or not train else r[AFTER_ITER]
+            for i, r in enumerate(val)]
 
 
 def train_positions(train, x: str, path: str):
@@ -273,7 +290,7 @@ def main(argv=None):
     panels = [(name, xlabel, grouped[name]) for name in PANELS if name in grouped]
     if chosen_val:
         epoch_based = bool(train) and 'epoch' in train[0]
-        steps = [r.get('step', i + 1) for i, r in enumerate(val)]
+        steps = validation_positions(train, val)
         panels.append(('validation', 'epoch' if epoch_based or not train else 'iteration',
                        [(key, *series(val, steps, key), False) for key in chosen_val]))
 
