@@ -110,6 +110,11 @@ class MGD(LevelwiseMethod):
     level; or the last stage, ``'backbone.layer4'``), vectors (N, C) as 1x1 maps, or ViT
     tokens (N, L, C) on the student side with ``skip_tokens``. Returns ``loss_mgd``.
 
+    Mask order over levels: we draw each level's mask in the order of the record point's
+    levels, finest FPN level first; the authors' detection configs list their distillation
+    points from ``neck.fpn_convs.4`` down to ``fpn_convs.0`` and draw in that order. The masks'
+    distribution is the same; for one seed the masks differ (so runs are not bit-comparable).
+
     References:
         Paper: Yang, Li, Shao, Shi, Yuan, Yuan, "Masked Generative Distillation", ECCV 2022
             (arXiv 2205.01529).
