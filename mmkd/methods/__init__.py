@@ -11,7 +11,10 @@ from .ld import LD
 from .letkd import CosineConv2d, KDLayer, LetKD, LetKDSubclass
 from .logit_kd import LogitKD
 from .mgd import MGD, MGDGenerator, mgd_mask
+from .pkt import PKT
 from .quality_kd import QualityKD
+from .rkd import RKD
+from .sp import SP
 from .vkd import OrthogonalProjector, VkD
 
 __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIST', 'DiffKD',
@@ -19,4 +22,4 @@ __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIS
            'DDIMSampler', 'EnsembleKD', 'VkD', 'OrthogonalProjector', 'AFD', 'RTK',
            'spatial_attention_map', 'MGD', 'MGDGenerator', 'mgd_mask', 'QualityKD',
            'CosineConv2d', 'KDLayer', 'LetKD', 'LetKDSubclass', 'DKD', 'RLD', 'decoupled_kl',
-           'CWD', 'PKD', 'channel_standardize', 'AT', 'ConvReg', 'LD']
+           'CWD', 'PKD', 'channel_standardize', 'AT', 'ConvReg', 'LD', 'RKD', 'SP', 'PKT']

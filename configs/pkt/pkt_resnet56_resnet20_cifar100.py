@@ -1,0 +1,9 @@
+# PKT on CIFAR-100, resnet56 -> resnet20: the pooled penultimate features (the neck, as the authors
+# feed mdistiller's feature["pooled_feat"] / RepDistiller's feat_s[-1]), weight 30000, CE weight 1,
+# no logit KD (mdistiller CFG.PKT, FEAT_WEIGHT 30000; RepDistiller -a 0 -b 30000); 240 epochs, SGD
+# lr 0.05, batch 64 (configs/cifar100/README.md).
+#   python tools/train.py configs/cifar100/resnet56_cifar100.py    # the teacher, first
+_base_ = '../cifar100/_distill_resnet56_resnet20.py'
+
+model = dict(blocks=dict(
+    feat=dict(student='neck', teacher='neck', method=dict(type='PKT'), loss_weight=30000.0)))
