@@ -145,3 +145,31 @@ def test_openmmlab_deprecation_warnings_are_quiet_and_mmkd_warnings_are_not():
     assert 'mmseg/models/builder.py' not in proc.stderr, proc.stderr
     assert 'UserWarning: mmkd: ``build_loss`` would be deprecated soon' in proc.stderr
     assert 'UserWarning: mmkd: a warning of its own' in proc.stderr
+
+
+# ------------------------------------------------------------------ the parity table (issue 30)
+PARITY_TOOL = osp.join(REPO, 'tools', 'docs', 'gen_parity_table.py')
+
+
+def load_parity_tool():
+    spec = importlib.util.spec_from_file_location('gen_parity_table', PARITY_TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parity_table_has_a_row_for_every_registered_method_and_is_current(capsys):
+    tool = load_parity_tool()
+    methods, _ = registered()
+    assert tool.problems(tool.ROWS, methods) == []
+    assert tool.main(['--check']) == 0, capsys.readouterr().out
+    # a method registered without its row, or a row naming no registered method, is refused
+    extra = dict(methods, NewKD=type('NewKD', (), {}))
+    assert tool.problems(tool.ROWS, extra) == [
+        'NewKD is registered but has no row in ROWS of gen_parity_table.py']
+    rows = tool.ROWS + [tool.Row('Ghost KD', 'GhostKD', {'mdistiller': 'Ghost.py'})]
+    assert tool.problems(rows, methods) == [
+        "row 'Ghost KD' names GhostKD, which is not a registered method"]
+    page = open(osp.join(REPO, tool.PAGE), encoding='utf-8').read()
+    for name in methods:
+        assert f'`{name}`' in page, name
