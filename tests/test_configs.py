@@ -204,6 +204,13 @@ def test_package_metafiles_are_parsed_once_and_callers_get_copies(tmp_path, monk
     meta.write_text('Models:\n  - Name: b\n    Config: configs/net/net_b.py\n  ')  # new size
     assert config_utils._get_cfg_metainfo(package, 'net/net_b.py')['Name'] == 'b'
     assert len(calls) == 3  # the changed file read again
+    # is_installed (a pkg_resources reload a call) asks once per package found installed
+    from mmengine.config import config as config_module
+    asked = []
+    remembered = metafile_cache.remembered_when_installed(lambda p: asked.append(p) or p == 'x')
+    assert config_module.is_installed.mmkd_metafile_cache  # installed by `import mmkd`
+    assert [remembered('x'), remembered('x'), remembered('y'), remembered('y')] == [
+        True, True, False, False] and asked == ['x', 'y', 'y']
     # a real package: the same config as without the cache
     path = osp.join(REPO, 'configs', 'ld', 'gfl_r18_fpn_1x_coco.py')
     cached_text = Config.fromfile(path).pretty_text

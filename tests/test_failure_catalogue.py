@@ -17,6 +17,10 @@ Sections, in this order:
 - **Messages that hide the cause** (items 12, 13, 16, and AT's shapes).
 - **IQA readers** (items 11, 15): scores off the scale or not finite, bad CSV rows and MAT
   files, missing images and references, each naming the file, the row and the setting.
+- **Training logs** (issue 29): ``tools/analysis/plot_curves.py`` reads ``scalars.json`` one
+  line at a time with ``json.loads`` (never code); a damaged line before the end stops it
+  naming the file and the line, a half-written last line is skipped. Package metafiles are
+  parsed by MMEngine as before; mmkd only caches the result (tests/test_configs.py).
 
 Tool-level cases of the same kinds, which need a command-line run, are in
 tests/test_safe_loading.py (code-carrying checkpoints on every scheme) and
@@ -1505,3 +1509,23 @@ def test_scores_a_little_outside_the_scale_are_kept_and_the_margin_is_a_setting(
         build(score_margin=0)
     with pytest.raises(ValueError, match='score_margin must be a finite number >= 0'):
         build(score_margin=-0.1)
+
+
+# ==============================================================================================
+# Training logs (issue 29): what tools/analysis/plot_curves.py reads
+# ==============================================================================================
+@pytest.mark.parametrize('bad_line', ['{"loss": ', '[1, 2]', '__import__("os")'],
+                         ids=['cut', 'not-an-object', 'code'])
+def test_a_damaged_training_log_stops_the_plot_naming_file_and_line(tmp_path, bad_line):
+    spec = importlib.util.spec_from_file_location(
+        'plot_curves', osp.join(REPO, 'tools', 'analysis', 'plot_curves.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    vis = tmp_path / '20260101_000000' / 'vis_data'
+    vis.mkdir(parents=True)
+    good = '{"loss": 1.0, "iter": 1, "step": 1}\n'
+    (vis / 'scalars.json').write_text(good + bad_line + '\n' + good)
+    with pytest.raises(SystemExit) as e:
+        tool.main([str(tmp_path), '--out', str(tmp_path / 'c.png')])
+    assert 'scalars.json, line 2: not a JSON object' in str(e.value) and 'damaged' in str(e.value)
+    assert not (tmp_path / 'c.png').exists()

@@ -13,6 +13,10 @@ under a package's ``.mim`` folder is parsed once per process, and again only whe
 modification time or size changes. ``_get_cfg_metainfo`` itself is wrapped to hand each caller
 a deep copy of the entry it returns (a small dict), so that nothing a caller changes reaches
 the cache. Every other use of ``mmengine.fileio.load`` is untouched.
+
+The same lookup first asks ``is_installed(package)``, which reloads ``pkg_resources`` (a scan
+of every installed distribution) each time: the config module's ``is_installed`` remembers the
+packages found installed (a package not found is asked again, so one installed later is seen).
 """
 import copy
 import os
@@ -56,9 +60,25 @@ def copied_result(get_cfg_metainfo):
     return wrapper
 
 
+def remembered_when_installed(is_installed):
+    """``is_installed`` that asks once per package found installed."""
+    found = set()
+
+    def wrapper(package):
+        if package not in found and is_installed(package):
+            found.add(package)
+        return package in found
+    wrapper.__wrapped__ = is_installed
+    wrapper.mmkd_metafile_cache = True
+    return wrapper
+
+
 def cache_package_metafiles() -> None:
-    """Install the cache in ``mmengine.config.utils`` (once; a second call does nothing)."""
+    """Install the caches in ``mmengine.config`` (once; a second call does nothing)."""
+    from mmengine.config import config as config_module
     from mmengine.config import utils as config_utils
+    if not getattr(config_module.is_installed, 'mmkd_metafile_cache', False):
+        config_module.is_installed = remembered_when_installed(config_module.is_installed)
     if not getattr(config_utils.load, 'mmkd_metafile_cache', False):
         config_utils.load = cached_metafile_load(config_utils.load)
     if not getattr(config_utils._get_cfg_metainfo, 'mmkd_metafile_cache', False):

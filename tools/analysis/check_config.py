@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import copy
 import fnmatch
-import functools
 import gc
 import inspect
 import io
@@ -532,41 +531,8 @@ def expand_configs(paths: List[str], exclude: List[str]) -> List[str]:
                                         fnmatch.fnmatch(osp.relpath(p), g) for g in exclude)]
 
 
-def _remembered(function):
-    """``function`` with its answers, errors included, remembered per arguments."""
-    answers = {}
-
-    @functools.wraps(function)
-    def wrapper(*args):
-        if args not in answers:
-            try:
-                answers[args] = (True, function(*args))
-            except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
-                answers[args] = (False, e)
-        ok, answer = answers[args]
-        if not ok:
-            raise answer
-        return answer
-    wrapper.remembered = True
-    return wrapper
-
-
-def cache_package_config_lookups() -> None:
-    """Remember where ``'mmdet::...'`` configs are. MMEngine looks each one up by reading
-    every metafile of the package (about 0.3 s a lookup; a ``_base_`` file is looked up there
-    too, before its folder is tried), and checking a config asks for the same ones several
-    times (the config, each teacher's config, their shared bases), many configs more so. The
-    answers cannot change while the process runs: the installed packages do not."""
-    import mmengine.config.config as mmengine_config
-    for name in ('_get_external_cfg_path', 'is_installed'):
-        function = getattr(mmengine_config, name, None)
-        if function is not None and not getattr(function, 'remembered', False):
-            setattr(mmengine_config, name, _remembered(function))
-
-
 def main(argv=None, args=None) -> int:
     args = args if args is not None else parse_args(argv)
-    cache_package_config_lookups()
     with log_level(logging.INFO if args.verbose else logging.WARNING):
         return check_all(args)
 
