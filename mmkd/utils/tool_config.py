@@ -19,16 +19,27 @@ _SIZE_TRANSFORMS = {
 }
 
 
+def transform_sizes(value, order) -> List[Tuple[int, int]]:
+    """Every absolute (h, w) a transform argument gives: an int is a square, a pair is read in
+    ``order`` ('wh' or 'hw'), a list of scales gives each of its valid ones; relative values
+    (ratios, -1) give none."""
+    values = value if isinstance(value, (list, tuple)) and value and \
+        isinstance(value[0], (list, tuple)) else [value]
+    out = []
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool):
+            out.append((v, v))
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(
+                isinstance(x, int) and x > 1 for x in v):
+            out.append((v[1], v[0]) if order == 'wh' else (v[0], v[1]))
+    return out
+
+
 def _size(value, order) -> Optional[Tuple[int, int]]:
-    """(h, w) from a transform argument, or None when it is not an absolute size."""
-    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple)):
-        value = value[0]  # a list of scales: the first one
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-            isinstance(v, int) and v > 1 for v in value):
-        return (value[1], value[0]) if order == 'wh' else (value[0], value[1])
-    return None
+    """(h, w) from a transform argument (of a list of scales, the first), or None when it is
+    not an absolute size."""
+    sizes = transform_sizes(value, order)
+    return sizes[0] if sizes else None
 
 
 def _pipeline_size(pipeline) -> Optional[Tuple[Tuple[int, int], str]]:

@@ -88,26 +88,12 @@ from mmkd.recorders import parse_point  # noqa: E402
 from mmkd.utils import infer_dry_run_input_shape, load_tool_config  # noqa: E402
 from mmkd.utils.arguments import argument_schema  # noqa: E402
 from mmkd.utils.tool_config import (_SIZE_TRANSFORMS, find_distiller_configs,  # noqa: E402
-                                    is_distiller_config)
+                                    is_distiller_config, transform_sizes)
 
 LETKD_METHODS = ('LetKD', 'LetKDSubclass')
 
 
 # ---------------------------------------------------------------------- the dry-run batch
-def _sizes(value, order) -> List[Tuple[int, int]]:
-    """Every absolute (h, w) a transform argument can give (a list of scales: each)."""
-    values = value if isinstance(value, (list, tuple)) and value and \
-        isinstance(value[0], (list, tuple)) else [value]
-    out = []
-    for v in values:
-        if isinstance(v, int) and not isinstance(v, bool):
-            out.append((v, v))
-        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(
-                isinstance(x, int) and x > 1 for x in v):
-            out.append((v[1], v[0]) if order == 'wh' else (v[0], v[1]))
-    return out
-
-
 def _train_pipeline(cfg) -> list:
     dataset = (cfg.get('train_dataloader') or {}).get('dataset', {}) or {}
     while isinstance(dataset, dict) and 'pipeline' not in dataset:
@@ -141,23 +127,23 @@ def training_input_shape(cfg) -> Optional[Tuple[Tuple[int, int, int, int], str]]
     channels = len(mean) if isinstance(mean, (list, tuple)) and len(mean) > 1 else 3
     for aug in pre.get('batch_augments') or []:
         kind = _type_name(aug)
-        if kind == 'BatchFixedSizePad' and _sizes(aug.get('size'), 'hw'):
-            h, w = _sizes(aug.get('size'), 'hw')[0]
+        if kind == 'BatchFixedSizePad' and transform_sizes(aug.get('size'), 'hw'):
+            h, w = transform_sizes(aug.get('size'), 'hw')[0]
             return (2, channels, h, w), f'data_preprocessor batch_augments {kind}(size=' \
                                         f'{aug.get("size")!r})'
         if kind == 'BatchSyncRandomResize' and aug.get('random_size_range'):
             side = max(aug['random_size_range'])
             return (2, channels, side, side), f'data_preprocessor batch_augments {kind}(' \
                                               f'random_size_range={aug["random_size_range"]!r})'
-    if _sizes(pre.get('size'), 'hw'):
-        h, w = _sizes(pre.get('size'), 'hw')[0]
+    if transform_sizes(pre.get('size'), 'hw'):
+        h, w = transform_sizes(pre.get('size'), 'hw')[0]
         return (2, channels, h, w), f'data_preprocessor size={pre.get("size")!r}'
     found = None
     for t in _train_pipeline(cfg):
         kind = _type_name(t)
         if kind in _SIZE_TRANSFORMS:
             key, order = _SIZE_TRANSFORMS[kind]
-            sizes = _sizes(t.get(key), order)
+            sizes = transform_sizes(t.get(key), order)
             if sizes:  # the last sizing transform decides; of a list of scales, the largest
                 found = (max(sizes, key=lambda s: s[0] * s[1]), f'{kind}({key}={t.get(key)!r})')
     if found is None:
