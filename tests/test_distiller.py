@@ -307,3 +307,27 @@ def test_student_starts_from_the_baseline_runs_weights(teacher_ckpts):
     assert set(distilled) == set(dict(plain.named_parameters()))
     for key, value in plain.named_parameters():
         assert torch.equal(distilled[key], value), key
+
+
+def test_methods_are_bound_to_their_blocks_teachers_before_the_dry_run(teacher_ckpts):
+    """``bind_teachers`` gets ``{name: model}`` of the teachers the block reads, before the dry
+    run builds the method (OFD reads the teacher's BatchNorm statistics this way)."""
+    from mmkd.methods import FeatureMSE
+
+    seen = {}
+
+    @MODELS.register_module(force=True)
+    class _BindProbe(FeatureMSE):
+        def bind_teachers(self, teachers):
+            seen['teachers'], seen['built'] = dict(teachers), self.built
+
+    cfg = digits_cfg(teacher_ckpts['digits'], blocks=dict(
+        feat=dict(student='backbone.layer3', teacher='backbone.layer3',
+                  method=dict(type='_BindProbe'))))
+    try:
+        d = build(cfg)
+    finally:  # registered methods must each have a parity-table row (tests/test_docs.py)
+        MODELS._module_dict.pop('_BindProbe')
+    assert seen['built'] is False and list(seen['teachers']) == ['teacher']
+    assert seen['teachers']['teacher'] is d.teacher
+    assert not any(m is d.teacher for m in d.methods.modules())  # not registered twice

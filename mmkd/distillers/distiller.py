@@ -555,6 +555,8 @@ class Distiller(BaseModel):
                             f'{self._teacher_desc(tname)} (block {name!r})')
             with _in_block(name, type(methods[name]).__name__):
                 methods[name].bind_student(self.student)
+                methods[name].bind_teachers(
+                    {t: self._teachers[t].model for t in block.teacher_names})
             self.blocks[name] = block
         self.methods = nn.ModuleDict(methods)
         unread = [n for n in names if not any(n in b.teacher_names

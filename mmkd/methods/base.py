@@ -56,6 +56,13 @@ class BaseDistillMethod(BaseModule):
         Keep what you take out of ``nn.Module`` attributes (e.g. in a dict) so the student's
         parameters are not registered twice. Default: nothing."""
 
+    def bind_teachers(self, teachers: Dict[str, nn.Module]) -> None:
+        """Called once with the teacher models this block reads (``{name: model}``, in the
+        order of the block's teacher points), after :meth:`bind_student` and before the dry
+        run, for a method that needs a teacher's own modules or statistics (OFD reads the
+        BatchNorm statistics before the ReLU). Teachers are frozen: read them, do not keep
+        them as sub-modules (keep them in a dict or a tuple). Default: nothing."""
+
     def forward(self, student: Features, teacher: Features,
                 data_samples=None) -> Dict[str, torch.Tensor]:
         raise NotImplementedError
