@@ -33,6 +33,8 @@ setup(
         'ftfy',
         'regex',
         'scikit-learn',
+        # letKD templates: the authors' k-means (tools/analysis/letkd_templates.py)
+        'faiss-cpu',
         # the IQA demo set (its bundled photographs) and its SSIM labels
         'scikit-image',
         'scipy',

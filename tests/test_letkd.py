@@ -224,7 +224,7 @@ def teacher_and_templates(tmp_path_factory):
         files[name] = str(root / f'{name}.pth')
         out = run_tool([TOOL, DIGITS['teacher'], ckpt, *args, '--out', files[name],
                         '--max-samples', '4000']).stdout
-        assert '4000 of 5388 positions kept (128 channels)' in out, out
+        assert '4000 of 5388 positions kept (128 channels, 2 MiB)' in out, out
     return root, ckpt, files
 
 
@@ -250,19 +250,32 @@ def test_templates_tool_on_the_demo_teacher(teacher_and_templates, tmp_path):
                               True)
     assert seen == 5388 and x.shape == (4000, 128) and y.shape == (4000, )
     # a uniform draw over the whole pass, in order: a subset of all positions, its tail included
-    full, _, _ = tool.collect(model, tool.build_loader(cfg, 64), 'backbone.layer4', 10**9, 0,
+    full, _, _ = tool.collect(model, tool.build_loader(cfg, 64), 'backbone.layer4', None, 0,
                               False)
-    assert full.shape == (5388, 128)
+    assert full.shape == (5388, 128)  # --max-samples all: every position, in order
     where = [int(np.flatnonzero((full == row).all(1))[0]) for row in x[::97]]
     assert where == sorted(where) and (full[-20:] == x[-1]).all(1).any()
+    # the default backend is the authors': faiss k-means, 20 iterations, no sub-sampling;
+    # deterministic with the seed (the same run as faiss directly) and the recorded objective
+    # is the mean squared distance of the samples to their nearest centre
+    import faiss
     c = km['centres'].numpy()
-    nearest = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+    assert km['backend'] == 'faiss'
+    direct = faiss.Kmeans(128, 64, niter=20, seed=0, max_points_per_centroid=10_000_000)
+    direct.train(np.ascontiguousarray(x))
+    assert np.allclose(direct.centroids, c, atol=1e-5)
+    d2 = ((x[:, None] - c[None]) ** 2).sum(-1)
+    assert np.isclose(d2.min(1).mean(), km['kmeans_objective'], rtol=1e-4)
+    # sklearn backend: converged k-means, a stationary point (each centre is the mean of its
+    # nearest samples), and the same centres as sklearn directly
+    c2, labels, objective = tool.kmeans(x, 64, 0, backend='sklearn')
+    nearest = ((x[:, None] - c2[None]) ** 2).sum(-1).argmin(1)
+    assert (nearest == labels).mean() > 0.999
     used = np.unique(nearest)
     means = np.stack([x[nearest == k].mean(0) for k in used])
-    assert np.allclose(means, c[used], atol=1e-3)
-    # deterministic with the seed: the same run gives the same centres as sklearn directly
+    assert np.allclose(means, c2[used], atol=1e-3)
     again = KMeans(n_clusters=64, n_init=1, random_state=0).fit(x).cluster_centers_
-    assert np.allclose(again, c, atol=1e-5)
+    assert np.allclose(again, c2, atol=1e-5)
     # the file matches the methods that load it (widths checked at build)
     LetKD(files['penult']).build(torch.zeros(1, 64, 2, 2), torch.zeros(1, 128, 2, 2))
     LetKDSubclass(files['inter']).build(torch.zeros(1, 80, 2, 2), torch.zeros(1, 128, 2, 2))
@@ -336,3 +349,18 @@ def test_demo_makes_the_templates_beside_the_teacher_once(teacher_and_templates,
     # the same teacher, arguments and train_dataloader options: reused
     assert ensure_templates(config, ckpt, ['train_dataloader.dataset.tune_fraction=0.2']) == opts
     assert osp.getmtime(path) == stamp
+
+
+@pytest.mark.parametrize('text,expected', [('all', None), ('4000', 4000), ('0', 'positive'),
+                                           ('-5', 'positive'), ('many', "'all' or")])
+def test_templates_tool_max_samples_is_all_or_a_positive_count(text, expected):
+    import argparse
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('letkd_templates', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    if isinstance(expected, str):
+        with pytest.raises(argparse.ArgumentTypeError, match=expected):
+            tool.max_samples_arg(text)
+    else:
+        assert tool.max_samples_arg(text) == expected

@@ -13,12 +13,23 @@ The teacher is built from CONFIG (its own model config, under its package's scop
 CHECKPOINT strictly and safely. The images are the config's ``train_dataloader`` dataset with
 the *test* pipeline (no random augmentation, as the authors), in order. Every spatial position
 of ``--point``'s output map (B, C, H, W) is a sample (labelled with its image's class for
-``subclass``); ``min(--max-samples, all)`` positions are kept, drawn uniformly without
-replacement with ``--seed`` (the authors cluster all of them, 3.2 M on CIFAR-100, on a GPU with
-faiss).
+``subclass``). ``--max-samples all`` (the default, the authors') keeps every one of them;
+``--max-samples N`` keeps ``min(N, all)``, drawn uniformly without replacement with ``--seed``.
+All of them are held in memory as float32: positions x channels x 4 bytes (CIFAR-100's
+50,000 images at 8x8 are 3.2 M positions: 0.8 GB at 64 channels (ResNet-56/110 ``layer3``),
+1.6 GB at 128 (WRN-40-2), 3.3 GB at 256 (ResNet-32x4)); bound it with ``--max-samples`` where
+that does not fit (the ImageNet configs keep 1 M).
 
-- ``kmeans``: scikit-learn's k-means (``KMeans`` up to 50,000 samples, ``MiniBatchKMeans``
-  above, one initialisation, ``--seed``) -> ``centres`` (K, C).
+k-means (``--backend``):
+- ``faiss`` (the default, the authors'): ``faiss.Kmeans`` on the CPU with the authors' settings
+  (adagorgun/letKD-framework ``cluster_utils.run_kmeans``: ``niter`` 20, K initial centres drawn
+  at random among the samples, no sub-sampling: ``max_points_per_centroid`` 10^7), seeded with
+  ``--seed`` (the authors draw a random seed); ``--kmeans-iters`` changes the 20.
+- ``sklearn``: scikit-learn's ``KMeans`` (k-means++, one initialisation, ``--seed``, at most
+  ``--kmeans-iters`` iterations, default 300) up to 50,000 samples, ``MiniBatchKMeans`` above
+  (the tool's behaviour before ``faiss``; bounded time on a large sample).
+
+- ``kmeans``: k-means with K = ``--num-templates`` centres -> ``centres`` (K, C).
 - ``subclass``: scikit-learn's ``LinearDiscriminantAnalysis`` (svd solver, the authors') on the
   positions and their class -> ``lda_mean`` (C,) and ``lda_scalings`` (C, n), so that
   ``z = (f - lda_mean) @ lda_scalings`` is ``lda.transform(f)``; per class, k-means with M
@@ -34,6 +45,7 @@ import io
 import os.path as osp
 import sys
 import time
+from typing import Optional, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
@@ -42,7 +54,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-KMEANS_FULL_MAX = 50_000  # above this many samples, MiniBatchKMeans
+KMEANS_FULL_MAX = 50_000  # sklearn backend: above this many samples, MiniBatchKMeans
+FAISS_ITERS = 20  # the authors' niter (cluster_utils.run_kmeans)
 
 
 def build_teacher(config: str, checkpoint: str, cfg_options=None):
@@ -81,8 +94,10 @@ def build_loader(cfg, batch_size: int):
         return Runner.build_dataloader(loader, seed=0)
 
 
-def collect(model, loader, point: str, max_samples: int, seed: int, need_labels: bool):
-    """(N, C) float32 features of every kept position and (N,) int64 labels (or None)."""
+def collect(model, loader, point: str, max_samples: Optional[int], seed: int,
+            need_labels: bool):
+    """(N, C) float32 features of every kept position (all of them when ``max_samples`` is
+    None) and (N,) int64 labels (or None)."""
     from tqdm import tqdm
 
     from mmkd.recorders.module_recorder import find_module
@@ -114,8 +129,9 @@ def collect(model, loader, point: str, max_samples: int, seed: int, need_labels:
                     # total, else one int64 per position), fixed by the seed.
                     size = (h, w)
                     total = len(loader.dataset) * h * w
-                    chosen = np.sort(np.random.default_rng(seed).choice(
-                        total, size=min(max_samples, total), replace=False, shuffle=False))
+                    chosen = (np.arange(total) if max_samples is None or max_samples >= total
+                              else np.sort(np.random.default_rng(seed).choice(
+                                  total, size=max_samples, replace=False, shuffle=False)))
                 elif (h, w) != size:
                     raise ValueError(f'--point {point!r}: the map is {h}x{w} in this batch but '
                                      f'{size[0]}x{size[1]} in the first; the test pipeline must '
@@ -134,20 +150,35 @@ def collect(model, loader, point: str, max_samples: int, seed: int, need_labels:
     return x, y, seen
 
 
-def kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+def kmeans(x: np.ndarray, k: int, seed: int, backend: str = 'faiss',
+           iters: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, float]:
+    """K-means of ``x`` (N, C): centres (K, C) float32, each sample's centre (N,) int64 and the
+    mean squared distance to it (the k-means objective per sample)."""
     if len(x) < k:
         raise ValueError(f'{len(x)} samples for {k} centres: raise --max-samples or lower the '
                          'number of centres.')
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if backend == 'faiss':
+        import faiss
+        km = faiss.Kmeans(x.shape[1], k, niter=iters or FAISS_ITERS, seed=seed,
+                          max_points_per_centroid=10_000_000, verbose=False)
+        km.train(x)
+        dist, assign = km.index.search(x, 1)
+        return km.centroids.astype(np.float32), assign[:, 0].astype(np.int64), float(
+            dist.mean())
+    from sklearn.cluster import KMeans, MiniBatchKMeans
     if len(x) <= KMEANS_FULL_MAX:
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed)
+        km = KMeans(n_clusters=k, n_init=1, random_state=seed, max_iter=iters or 300)
     else:
-        km = MiniBatchKMeans(n_clusters=k, n_init=1, random_state=seed, batch_size=4096)
-    return km.fit(x).cluster_centers_.astype(np.float32), km
+        km = MiniBatchKMeans(n_clusters=k, n_init=1, random_state=seed, batch_size=4096,
+                             max_iter=iters or 100)
+    km.fit(x)
+    return (km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64),
+            float(km.inertia_) / len(x))
 
 
 def subclass_templates(x: np.ndarray, y: np.ndarray, num_subclasses: int, components: int,
-                       seed: int) -> dict:
+                       seed: int, backend: str = 'faiss', iters: Optional[int] = None) -> dict:
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     classes = int(y.max()) + 1
     missing = sorted(set(range(classes)) - set(np.unique(y).tolist()))
@@ -163,9 +194,9 @@ def subclass_templates(x: np.ndarray, y: np.ndarray, num_subclasses: int, compon
     assign = np.zeros(len(x), np.int64)
     for c in range(classes):
         idx = np.flatnonzero(y == c)
-        cc, km = kmeans(z[idx], m, seed)
+        cc, labels, _ = kmeans(z[idx], m, seed, backend, iters)
         centres[c * m:(c + 1) * m] = cc
-        assign[idx] = c * m + km.labels_
+        assign[idx] = c * m + labels
     counts = np.bincount(assign, minlength=classes * m)
     means = np.stack([z[assign == s].mean(0) if counts[s] else centres[s]
                       for s in range(classes * m)])
@@ -180,6 +211,26 @@ def subclass_templates(x: np.ndarray, y: np.ndarray, num_subclasses: int, compon
                 centres=torch.from_numpy(centres),
                 score_matrix=torch.from_numpy(scores.astype(np.float32)),
                 num_subclasses=m, num_classes=classes)
+
+
+def max_samples_arg(text: str) -> Optional[int]:
+    """``--max-samples``: 'all' (None) or a positive count."""
+    if text == 'all':
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'all' or a positive integer")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected a positive integer')
+    return value
 
 
 def main(argv=None):
@@ -198,8 +249,16 @@ def main(argv=None):
     parser.add_argument('--lda-components', type=int, default=60,
                         help='subclass: LDA dimensions (default 60, the authors\' on '
                         'CIFAR-100; at most min(C, classes - 1))')
-    parser.add_argument('--max-samples', type=int, default=200_000,
-                        help='positions kept, drawn uniformly (bounds memory: N x C float32)')
+    parser.add_argument('--max-samples', type=max_samples_arg, default=None,
+                        metavar='{all,N}', help="positions kept: 'all' (default, the "
+                        "authors'), or N drawn uniformly (memory: positions x C x 4 bytes)")
+    parser.add_argument('--backend', choices=['faiss', 'sklearn'], default='faiss',
+                        help="k-means: 'faiss' (default; the authors' 20 iterations from "
+                        "random samples) or scikit-learn's (k-means++; MiniBatchKMeans above "
+                        f"{KMEANS_FULL_MAX:,} samples)")
+    parser.add_argument('--kmeans-iters', type=positive_int, default=None,
+                        help=f'k-means iterations (default: faiss {FAISS_ITERS}, the '
+                        "authors'; sklearn's own 300 / 100 for the mini-batch version)")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -213,14 +272,20 @@ def main(argv=None):
     loader = build_loader(cfg, args.batch_size)
     x, y, seen = collect(model, loader, args.point, args.max_samples, args.seed,
                          args.kind == 'subclass')
-    print(f'{len(x)} of {seen} positions kept ({x.shape[1]} channels)')
+    print(f'{len(x)} of {seen} positions kept ({x.shape[1]} channels, '
+          f'{x.nbytes / 2**20:.0f} MiB)')
     if args.kind == 'kmeans':
-        centres, _ = kmeans(x, args.num_templates, args.seed)
-        out = dict(centres=torch.from_numpy(centres))
+        centres, _, objective = kmeans(x, args.num_templates, args.seed, args.backend,
+                                       args.kmeans_iters)
+        print(f'k-means ({args.backend}): mean squared distance to the nearest centre '
+              f'{objective:.6g}')
+        out = dict(centres=torch.from_numpy(centres), kmeans_objective=objective)
     else:
-        out = subclass_templates(x, y, args.num_subclasses, args.lda_components, args.seed)
+        out = subclass_templates(x, y, args.num_subclasses, args.lda_components, args.seed,
+                                 args.backend, args.kmeans_iters)
     out.update(kind=args.kind, point=args.point, config=args.config,
-               checkpoint=args.checkpoint, num_samples=len(x), seed=args.seed)
+               checkpoint=args.checkpoint, num_samples=len(x), seed=args.seed,
+               backend=args.backend)
     buf = io.BytesIO()
     torch.save(out, buf)
     from mmkd.utils.atomic_io import atomic_write
