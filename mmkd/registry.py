@@ -7,6 +7,7 @@ these registries: the distiller builds each under its own package's scope (see
 :func:`mmkd.distillers.model_builder.build_model_in_scope`).
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
@@ -25,3 +26,6 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmkd', locations=['mmkd.h
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmkd',
                           locations=['mmkd.distillers'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmkd', locations=['mmkd.evaluation'])
+# Functions a config names by type, such as a dataloader's collate_fn.
+FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope='mmkd',
+                     locations=['mmkd.datasets'])

@@ -10,6 +10,7 @@ Importing this package registers the datasets in ``mmkd.registry.DATASETS``, so 
 """
 from .digits import DIGIT_CLASSES, DigitsDataset, digit_to_image, stratified_split
 from .transforms import LoadImageFromFileAs, PackImageField, StackImages
+from .transforms_multiview import MultiViews, multiview_collate
 from .iqa import (IQADataset, KADID10kDataset, KonIQ10kDataset, LIVEChallengeDataset, LIVEDataset,
                   split_by_content)
 from .synthetic_iqa import SyntheticIQADataset, make_synthetic_iqa
@@ -20,7 +21,7 @@ __all__ = [
     'DigitsDataset', 'digit_to_image', 'stratified_split', 'DIGIT_CLASSES',
     'make_shapes_dataset', 'ShapesDetDataset', 'ShapesSegDataset', 'SHAPE_CLASSES',
     'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE', 'PackImageField', 'LoadImageFromFileAs',
-    'StackImages',
+    'StackImages', 'MultiViews', 'multiview_collate',
     'IQADataset', 'LIVEDataset', 'LIVEChallengeDataset', 'KonIQ10kDataset', 'KADID10kDataset',
     'split_by_content', 'SyntheticIQADataset', 'make_synthetic_iqa'
 ]

@@ -12,7 +12,7 @@ as ``distill.<block>.weight``.
 """
 import math
 import numbers
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Optional, Sequence, Tuple
 
 from mmengine.logging import MessageHub
 
@@ -53,11 +53,7 @@ class LossWeight:
         """The weight for the Runner's current iteration/epoch (t = 1 outside a Runner)."""
         if not self.scheduled:
             return self.value
-        hub = MessageHub.get_current_instance()
-        key = 'epoch' if self.by_epoch else 'iter'
-        count = hub.get_info(key)
-        total = hub.get_info('max_epochs' if self.by_epoch else 'max_iters')
-        return self.at(1 if count is None else int(count) + 1, total)
+        return self.at(*current_step(self.by_epoch))
 
     def __repr__(self):
         args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k not in ('block',))
@@ -141,6 +137,15 @@ class CosineDecay(LossWeight):
 
 
 SCHEDULES = {cls.__name__: cls for cls in (Constant, LinearWarmup, Step, CosineDecay)}
+
+
+def current_step(by_epoch: bool) -> Tuple[int, Optional[int]]:
+    """The Runner's current epoch or iteration, counted from 1 (1 outside a Runner), and the
+    run's total (None when unknown), from MMEngine's message hub."""
+    hub = MessageHub.get_current_instance()
+    count = hub.get_info('epoch' if by_epoch else 'iter')
+    total = hub.get_info('max_epochs' if by_epoch else 'max_iters')
+    return 1 if count is None else int(count) + 1, total
 
 
 def build_loss_weight(spec, block: str, allow_negative: bool = False) -> LossWeight:

@@ -46,7 +46,11 @@ def _pipeline_size(pipeline) -> Optional[Tuple[Tuple[int, int], str]]:
     found = None
     for t in pipeline or []:
         kind = str(t.get('type', '')).split('.')[-1] if isinstance(t, dict) else ''
-        if kind in _SIZE_TRANSFORMS:
+        if kind == 'MultiViews':  # mmkd.MultiViews: every view has the first view's size
+            views = t.get('views') or [[]]
+            inner = _pipeline_size(views[0] if isinstance(views[0], (list, tuple)) else [])
+            found = (inner[0], f'MultiViews view 0 {inner[1]}') if inner else found
+        elif kind in _SIZE_TRANSFORMS:
             key, order = _SIZE_TRANSFORMS[kind]
             size = _size(t.get(key), order)
             if size is not None:  # the last sizing transform decides

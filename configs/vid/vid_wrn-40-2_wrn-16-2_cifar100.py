@@ -1,0 +1,13 @@
+# VID on CIFAR-100, wrn-40-2 -> wrn-16-2: the outputs of the three stages paired, one regressor
+# (three 1x1 convolutions) and a learned per-channel variance (initial 5.0) each, weight 1,
+# CE weight 1, no logit KD (RepDistiller scripts/run_cifar_distill.sh `--distill vid -a 0 -b 1`;
+# mdistiller configs/cifar100/vid.yaml + CFG.VID); 240 epochs, SGD lr 0.05,
+# batch 64 (configs/cifar100/README.md).
+#   python tools/train.py configs/cifar100/wrn-40-2_cifar100.py    # the teacher, first
+_base_ = '../cifar100/_distill_wrn-40-2_wrn-16-2.py'
+
+stages = ['backbone.layer1', 'backbone.layer2', 'backbone.layer3']
+model = dict(blocks=dict(
+    stages=dict(student=stages, teacher=stages,
+                method=dict(type='VID', init_pred_var=5.0, eps=1e-5),
+                loss_weight=1.0)))
