@@ -200,7 +200,8 @@ def test_grid_method_selection_and_summary():
     # kd has no detection config (sigmoid RetinaNet head): that task simply has no kd column.
     assert demo.select_methods(['detection'], None)['detection']
     assert not demo.select_methods(['classification', 'detection'], ['kd'])['detection']
-    with pytest.raises(ValueError, match=r"Unknown method\(s\) \['nosuch'\].*valid: \['afd'"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown method\(s\) \['nosuch'\].*valid: \['ab', 'afd'"):
         demo.select_methods(['classification'], ['nosuch'])
     row = dict(task='t', split='test', metric='m', method='x', teacher=10.0,
                student=[4.0, 6.0], distilled=[7.0, 6.0], seeds=[0, 1])
