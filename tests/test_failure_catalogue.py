@@ -326,6 +326,22 @@ def test_every_local_load_checks_the_archive(digits_teacher, tmp_path):
     assert set(_load_checkpoint(digits_teacher, map_location='cpu')) == {'state_dict', 'meta'}
 
 
+def test_bad_mmrazor_checkpoint_is_refused_naming_the_file(digits_teacher, tmp_path):
+    """tools/model_converters/mmrazor2mmkd.py --checkpoint: the same archive checks as a
+    teacher; a plain (non-MMRazor) checkpoint is refused by name; nothing is written."""
+    from mmkd.converters.mmrazor_checkpoint import convert_checkpoint
+    out = tmp_path / 'out.pth'
+    for make, error in ((corrupted, DamagedCheckpointError), (truncated, DamagedCheckpointError),
+                        (zip_bomb, OversizedCheckpointError)):
+        bad = make(digits_teacher, str(tmp_path / f'{make.__name__}.pth'))
+        with pytest.raises(error) as e:
+            convert_checkpoint(bad, str(out))
+        assert type(e.value) is error and bad in str(e.value) and not out.exists()
+    with pytest.raises(ValueError, match=r'no "architecture\.\*" keys'):
+        convert_checkpoint(digits_teacher, str(out))
+    assert not out.exists()
+
+
 def test_the_crc_check_can_be_turned_off(digits_teacher, tmp_path, monkeypatch):
     bad = corrupted(digits_teacher, str(tmp_path / 'c.pth'))
     monkeypatch.setenv('MMKD_CHECKPOINT_VERIFY_CRC', '0')

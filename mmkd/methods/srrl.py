@@ -2,8 +2,8 @@
 through a connector, is classified by the teacher's own frozen classifier.
 
 "Knowledge Distillation via Softmax Regression Representation Learning" (Yang, Martinez,
-Bulat, Tzimiropoulos, ICLR 2021; the paper says SRD, we use the name of the authors' repository; authors' code jingyang2017/KD_SRRL at
-d2e802f: ``train_imagenet_distillation.py``, ``distiller_zoo/AIN.py``,
+Bulat, Tzimiropoulos, ICLR 2021; the paper says SRD, we use the name of the authors'
+repository; authors' code jingyang2017/KD_SRRL at d2e802f: ``train_imagenet_distillation.py``, ``distiller_zoo/AIN.py``,
 ``models/official_resnet.py``). Not torchdistill's ``SRDLoss``, which is another method of the
 same initials (Miles & Mikolajczyk, AAAI 2024). Data flow, per batch::
 
