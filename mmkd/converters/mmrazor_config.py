@@ -2,9 +2,11 @@
 
 ``convert_config(path)`` reads the MMRazor config the user names (``Config.fromfile`` of a
 temporary copy whose ``_base_`` paths are made absolute and whose scopes are renamed:
-``mmcls::`` -> ``mmpretrain::``), and writes the mmkd config text: the student's own config as
-``_base_``, ``model = dict(_delete_=True, type='mmkd.Distiller', student={{_base_.model}},
-teacher=..., blocks=...)``. What cannot be expressed is listed by name (``unsupported``);
+``mmcls::`` -> ``mmpretrain::``), and writes the mmkd config text: the MMRazor config's own
+``_base_`` list (a local MMRazor base replaced by its own bases), ``model = dict(_delete_=True,
+type='mmkd.Distiller', student='<architecture.cfg_path>', teacher=..., blocks=...)`` and the
+file's own top-level settings (those naming MMRazor classes left out with a note); a config
+without bases of its own inherits the student's config (``student={{_base_.model}}``). What cannot be expressed is listed by name (``unsupported``);
 without ``allow_partial`` that raises :class:`ConversionError`.
 """
 import ast
@@ -101,26 +103,37 @@ def _renamed_copy(path: str, tmpdir: str, seen) -> str:
     return out
 
 
-def _load_mmrazor_config(path: str):
-    """``Config.fromfile`` of a renamed copy of the user's file (see :func:`_renamed_copy`);
-    returns the config and the file's own ``_base_`` list."""
-    from mmengine.config import Config
-    path = osp.abspath(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'MMRazor config {path!r} does not exist.')
+def _bases_and_keys(path: str):
+    """A config file's own ``_base_`` list and the other names it assigns at top level, read
+    with ``ast`` (the file is not executed here)."""
     with open(path, encoding='utf-8') as f:
         tree = ast.parse(f.read(), filename=path)
-    bases = []
+    bases, own_keys = [], []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id == '_base_' for t in node.targets):
             value = ast.literal_eval(node.value)
             bases = [value] if isinstance(value, str) else list(value)
+        elif isinstance(node, ast.Assign):
+            own_keys += [t.id for t in node.targets
+                         if isinstance(t, ast.Name) and t.id not in own_keys]
+    return bases, own_keys
+
+
+def _load_mmrazor_config(path: str):
+    """``Config.fromfile`` of a renamed copy of the user's file (see :func:`_renamed_copy`);
+    returns the config, the file's own ``_base_`` list and the names it assigns at top level
+    (its own settings, besides ``_base_``)."""
+    from mmengine.config import Config
+    path = osp.abspath(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'MMRazor config {path!r} does not exist.')
+    bases, own_keys = _bases_and_keys(path)
     tmpdir = tempfile.mkdtemp(prefix='mmrazor2mmkd_')
     try:
         tmp = _renamed_copy(path, tmpdir, {})
         try:
-            return Config.fromfile(tmp), bases
+            return Config.fromfile(tmp), bases, own_keys
         except Exception as e:  # an unresolvable base (mmcls 1.x names), a syntax error
             raise ConversionError(f'cannot read {path}: {type(e).__name__}: {e}') from e
     finally:
@@ -161,8 +174,8 @@ def block_name(loss_name: str, taken) -> str:
 
 class _Converter:
 
-    def __init__(self, cfg, src: str, bases):
-        self.cfg, self.src, self.bases = cfg, src, bases
+    def __init__(self, cfg, src: str, bases, own_keys=()):
+        self.cfg, self.src, self.bases, self.own_keys = cfg, src, bases, list(own_keys)
         self.unsupported: List[str] = []
         self.notes: List[str] = []
         self.connector_map: Dict[str, str] = {}
@@ -523,15 +536,22 @@ class _Converter:
         lines = [f'# Converted from the MMRazor config {self.src}',
                  '# by tools/model_converters/mmrazor2mmkd.py.']
         if 'cfg_path' in arch:
-            base = _rename(self.resolve(arch['cfg_path']))
-            student = '{{_base_.model}}'
+            student_path = _rename(self.resolve(arch['cfg_path']))
             try:
                 from mmkd.distillers import load_model_config
-                mcfg, _ = load_model_config(base)
+                mcfg, _ = load_model_config(student_path)
                 self.num_classes = (mcfg.get('head') or {}).get('num_classes')
             except Exception as e:
-                raise ConversionError(f'{self.src}: the student config {base!r} does not '
-                                      f'resolve: {e}') from e
+                raise ConversionError(f'{self.src}: the student config {student_path!r} does '
+                                      f'not resolve: {e}') from e
+            # The MMRazor config's own bases (data, schedule, runtime) stay the bases and the
+            # student is named by its config, as MMRazor's architecture.cfg_path does; a config
+            # without bases of its own inherits the student's config instead.
+            base = self.own_bases() if self.bases else []
+            if base:
+                student = repr(student_path)
+            else:
+                base, student = student_path, '{{_base_.model}}'
         else:
             base = None
             student = _fmt(dict(arch), 4)
@@ -575,6 +595,8 @@ class _Converter:
             else:
                 blocks[bname] = b
 
+        settings = self.own_settings()
+
         def wrap(items):
             return [line for item in items for line in textwrap.wrap(
                 item, 96, initial_indent='#   ', subsequent_indent='#     ')]
@@ -583,7 +605,9 @@ class _Converter:
         if self.unsupported:
             lines += ['#', '# NOT converted (left out of this partial config):'] + wrap(
                 self.unsupported)
-        if base is not None:
+        if isinstance(base, list) and len(base) > 1:
+            lines += ['', '_base_ = ['] + [f'    {b!r},' for b in base] + [']']
+        elif base is not None:
             lines += ['', f'_base_ = {base!r}']
         lines += ["custom_imports = dict(imports=['mmkd'], allow_failed_imports=False)", '']
         if mtype == 'FpnTeacherDistill':
@@ -596,14 +620,62 @@ class _Converter:
         for bname, b in blocks.items():
             body.append(f'        {bname}={_fmt(b, 8)},')
         body.append('    ))')
-        lines += ['model = dict('] + body
+        lines += ['model = dict('] + body + settings
         return '\n'.join(lines) + '\n'
+
+    def own_bases(self) -> List[str]:
+        """The MMRazor file's own ``_base_`` entries for the mmkd config: package paths with
+        their scope renamed, local files made absolute. A local base that is itself an MMRazor
+        distillation config is replaced by its own bases (recursively), and its settings are
+        carried like the file's own; a local base that uses mmcls scopes is reported (it would
+        need converting too)."""
+        return self._bases_of(self.src, self.bases, set())
+
+    def _bases_of(self, src: str, bases, seen) -> List[str]:
+        out = []
+        for b in bases:
+            if '::' in b:
+                out.append(_rename(self.resolve(b)) if b.startswith('mmrazor::') else _rename(b))
+                continue
+            path = osp.normpath(osp.join(osp.dirname(osp.abspath(src)), b))
+            if path in seen:
+                continue
+            seen.add(path)
+            with open(path, encoding='utf-8') as f:
+                text = f.read()
+            if re.search(r"""(_scope_\s*=\s*|type\s*=\s*)['"]mmrazor""", text):
+                inner, keys = _bases_and_keys(path)
+                out += self._bases_of(path, inner, seen)
+                self.own_keys = [k for k in keys if k not in self.own_keys] + self.own_keys
+                continue
+            if _rename(text) != text:
+                self.unsupported.append(f'_base_ {b!r}: a local file with mmcls scopes; rename '
+                                        'them in it (mmcls:: -> mmpretrain::) and convert again')
+            out.append(path)
+        return out
+
+    def own_settings(self) -> List[str]:
+        """The MMRazor file's own top-level settings besides ``model`` (schedule, data,
+        optimizer overrides...), as merged with its bases; those naming MMRazor's own classes
+        (its validation loops) are left out with a note."""
+        lines = []
+        for key in self.own_keys:
+            if key in ('model', 'custom_imports') or key not in self.cfg:
+                continue
+            value = self.cfg[key]
+            value = value.to_dict() if hasattr(value, 'to_dict') else value
+            if re.search(r"'(type|_scope_)': 'mmrazor[.']", repr(value)):
+                self.notes.append(f'{key}: names an MMRazor class ({value!r:.80}); left out, '
+                                  'the base config\'s own setting applies')
+                continue
+            lines += ['', f'{key} = {_fmt(value, 0)}']
+        return lines
 
 
 def convert_config(path: str, allow_partial: bool = False) -> ConversionResult:
     """Convert the MMRazor distillation config ``path`` (see the module docstring)."""
-    cfg, bases = _load_mmrazor_config(path)
-    conv = _Converter(cfg, path, bases)
+    cfg, bases, own_keys = _load_mmrazor_config(path)
+    conv = _Converter(cfg, path, bases, own_keys)
     text = conv.run()
     if conv.unsupported and not allow_partial:
         raise ConversionError(f'{path}: cannot convert:\n  ' + '\n  '.join(conv.unsupported))
