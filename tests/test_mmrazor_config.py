@@ -400,3 +400,15 @@ def test_own_bases_and_settings_are_carried_and_the_run_trains(tmp_path, teacher
                      'train_dataloader.batch_size=32', 'default_hooks.logger.interval=1'])
     assert 'distill.kd.loss_kd' in proc.stdout and 'lr: 5.0000e-02' in proc.stdout, \
         proc.stdout[-3000:]
+
+
+def test_bases_without_a_model_get_no_delete_key(tmp_path):
+    """With bases that define no model (data, schedule, runtime), the converted model has no
+    ``_delete_`` (MMEngine would leave it in the dict and the Distiller would get it)."""
+    write(tmp_path, "train_cfg = dict(by_epoch=True, max_epochs=3)\n", 'schedule.py')
+    src = write(tmp_path, "_base_ = ['./schedule.py']\n" + mmrazor_text(CASES['kd'][0]))
+    text = convert_config(src).text
+    assert '_delete_' not in text.split('model = dict(')[1]
+    cfg = Config.fromfile(write(tmp_path, text, 'out.py'))
+    assert '_delete_' not in cfg.model and cfg.model.student == DIGITS['student']
+    assert cfg.train_cfg.max_epochs == 3

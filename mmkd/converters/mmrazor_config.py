@@ -615,13 +615,30 @@ class _Converter:
                          'record point (stop_teacher_early).')
         tdict = dict(config=_rename(self.resolve(teacher.get('cfg_path', ''))),
                      checkpoint=model.get('teacher_ckpt'))
-        body = ['    _delete_=True,', "    type='mmkd.Distiller',", f'    student={student},',
+        # `_delete_` replaces a base's model; with no model in the bases it would stay in the
+        # dict (MMEngine only consumes it when merging) and reach the Distiller.
+        delete = ['    _delete_=True,'] if self.bases_define_model(base) else []
+        body = delete + ["    type='mmkd.Distiller',", f'    student={student},',
                 f'    teacher={_fmt(tdict, 4)},', '    blocks=dict(']
         for bname, b in blocks.items():
             body.append(f'        {bname}={_fmt(b, 8)},')
         body.append('    ))')
         lines += ['model = dict('] + body + settings
         return '\n'.join(lines) + '\n'
+
+    @staticmethod
+    def bases_define_model(base) -> bool:
+        """Whether the written ``_base_`` (a path or a list) defines ``model``."""
+        from mmengine.config import Config
+
+        from mmkd.distillers import resolve_config_path
+        for b in ([base] if isinstance(base, str) else list(base or [])):
+            try:
+                if 'model' in Config.fromfile(resolve_config_path(b)):
+                    return True
+            except Exception:  # unreadable here: keep _delete_, the safe default
+                return True
+        return False
 
     def own_bases(self) -> List[str]:
         """The MMRazor file's own ``_base_`` entries for the mmkd config: package paths with
