@@ -4,7 +4,7 @@
 # (configs/cifar100/README.md). The student's cross-entropy stays on during the first stage
 # (mmkd/methods/ab.py says what differs from the authors).
 #   python tools/train.py configs/cifar100/resnet56_cifar100.py    # the teacher, first
-_base_ = '../cifar100/_distill_resnet56_resnet20.py'
+_base_ = ['../cifar100/_distill_resnet56_resnet20.py', '../cifar100/_base_init_stage_270e.py']
 
 # Pre-ReLU maps: the bn2 output of each stage's last block (the block's residual sum before
 # its in-place ReLU, the authors' `preact`, is not a module output here: see the README).
@@ -12,9 +12,6 @@ model = dict(blocks=dict(
     ab=dict(student=['backbone.layer1.2.bn2', 'backbone.layer2.2.bn2', 'backbone.layer3.2.bn2'],
             teacher=['backbone.layer1.8.bn2', 'backbone.layer2.8.bn2', 'backbone.layer3.8.bn2'],
             method=dict(type='AB', margin=1.0),
-            loss_weight=dict(type='Step', value=1.0, milestones=[30], gamma=0.0,
-                             by_epoch=True))))
-# 30 epochs of the first stage, then the authors' 240 (RepDistiller's --init_epochs 30 before its
-# 240-epoch run): the run is 270 epochs with the LR milestones moved by 30 (180, 210, 240).
-train_cfg = dict(max_epochs=270)
-param_scheduler = dict(type='MultiStepLR', by_epoch=True, milestones=[180, 210, 240], gamma=0.1)
+            loss_weight={{_base_.init_stage_weight}})))
+train_cfg = {{_base_.init_stage_train_cfg}}
+param_scheduler = {{_base_.init_stage_param_scheduler}}

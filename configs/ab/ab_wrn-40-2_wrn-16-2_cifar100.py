@@ -4,7 +4,7 @@
 # (configs/cifar100/README.md). The student's cross-entropy stays on during the first stage
 # (mmkd/methods/ab.py says what differs from the authors).
 #   python tools/train.py configs/cifar100/wrn-40-2_cifar100.py    # the teacher, first
-_base_ = '../cifar100/_distill_wrn-40-2_wrn-16-2.py'
+_base_ = ['../cifar100/_distill_wrn-40-2_wrn-16-2.py', '../cifar100/_base_init_stage_270e.py']
 
 # Pre-ReLU maps: the authors' preact features f1, f2 of a WRN are the next stage's first bn1
 # output (exact); f3, the final BN's output, is overwritten by its in-place ReLU and cannot be
@@ -13,9 +13,6 @@ model = dict(blocks=dict(
     ab=dict(student=['backbone.layer2.0.bn1', 'backbone.layer3.0.bn1'],
             teacher=['backbone.layer2.0.bn1', 'backbone.layer3.0.bn1'],
             method=dict(type='AB', margin=1.0, level_weights=[0.25, 0.5]),
-            loss_weight=dict(type='Step', value=1.0, milestones=[30], gamma=0.0,
-                             by_epoch=True))))
-# 30 epochs of the first stage, then the authors' 240 (RepDistiller's --init_epochs 30 before its
-# 240-epoch run): the run is 270 epochs with the LR milestones moved by 30 (180, 210, 240).
-train_cfg = dict(max_epochs=270)
-param_scheduler = dict(type='MultiStepLR', by_epoch=True, milestones=[180, 210, 240], gamma=0.1)
+            loss_weight={{_base_.init_stage_weight}})))
+train_cfg = {{_base_.init_stage_train_cfg}}
+param_scheduler = {{_base_.init_stage_param_scheduler}}

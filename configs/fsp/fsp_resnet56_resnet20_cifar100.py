@@ -6,12 +6,9 @@
 # milestones move by 30 (180, 210, 240: RepDistiller's 150, 180, 210 of its second stage). The
 # cross-entropy stays on during the FSP stage (mmkd/methods/fsp.py lists the differences).
 #   python tools/train.py configs/cifar100/resnet56_cifar100.py    # the teacher, first
-_base_ = '../cifar100/_distill_resnet56_resnet20.py'
+_base_ = ['../cifar100/_distill_resnet56_resnet20.py', './_base_fsp_cifar100.py',
+          '../cifar100/_base_init_stage_270e.py']
 
-points = ['backbone.stem', 'backbone.layer1', 'backbone.layer2', 'backbone.layer3']
-model = dict(blocks=dict(
-    fsp=dict(student=points, teacher=points, method=dict(type='FSP', pool='avg'),
-             loss_weight=dict(type='Step', value=1.0, milestones=[30], gamma=0.0,
-                              by_epoch=True))))
-train_cfg = dict(max_epochs=270)
-param_scheduler = dict(milestones=[180, 210, 240])
+model = {{_base_.fsp_model}}
+train_cfg = {{_base_.init_stage_train_cfg}}
+param_scheduler = {{_base_.init_stage_param_scheduler}}

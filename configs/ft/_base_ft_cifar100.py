@@ -16,10 +16,6 @@ ft_model = dict(blocks=dict(
 # the paraphraser's lr: 0.01 = 0.05 x 0.2 (parameter names: methods.<block>.paraphraser.*)
 ft_optim_wrapper = dict(paramwise_cfg=dict(
     custom_keys={'methods.ft.paraphraser': dict(lr_mult=0.2)}))
-# 30 epochs of the first stage, then the authors' 240 (RepDistiller's --init_epochs 30 before its
-# 240-epoch run): the run is 270 epochs with the LR milestones moved by 30 (180, 210, 240).
-ft_train_cfg = dict(max_epochs=270)
-ft_param_scheduler = dict(type='MultiStepLR', by_epoch=True, milestones=[180, 210, 240],
-                          gamma=0.1)
+# the 270-epoch schedule of the 30-epoch first stage: ../cifar100/_base_init_stage_270e.py
 # DDP: the translator (stage 1) and the paraphraser (stage 2) take no part in the loss
 find_unused_parameters = True
