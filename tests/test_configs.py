@@ -68,6 +68,10 @@ def test_distillation_config_builds(path, tmp_path):
         distiller = ROOT.build(model)
     assert isinstance(distiller, Distiller)
     assert all(m.built for m in distiller.methods.values())
+    # Full-scale random teachers are up to 370 MB each, over 100 configs: pytest keeps the
+    # last three runs' tmp dirs, so leave none behind (about 8 GB per run otherwise).
+    for path in tmp_path.glob('*.pth'):
+        path.unlink()
 
 
 def fake_letkd_templates(model, teacher, tmp_path):
