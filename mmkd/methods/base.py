@@ -144,6 +144,17 @@ class LevelwiseMethod(BaseDistillMethod):
                 for k, v in total.items()}
 
 
+def pool_to_smaller(a: torch.Tensor, b: torch.Tensor):
+    """Adaptive-average-pool whichever of two maps (N, C, H, W) is taller to the other's
+    (H, W) (RepDistiller's ``adaptive_avg_pool2d(x, (t_H, t_H))`` on square maps: VID, NST,
+    FT); maps of one height are returned as they are."""
+    if a.shape[2] > b.shape[2]:
+        a = F.adaptive_avg_pool2d(a, b.shape[2:])
+    elif a.shape[2] < b.shape[2]:
+        b = F.adaptive_avg_pool2d(b, a.shape[2:])
+    return a, b
+
+
 def resize_like(x: torch.Tensor, ref: torch.Tensor, mode: str = 'bilinear') -> torch.Tensor:
     """Resize the spatial dims of ``x`` (N, C, *S) to those of ``ref`` when they differ."""
     if x.dim() <= 2 or x.shape[2:] == ref.shape[2:]:

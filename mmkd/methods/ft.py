@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from ..distillers.loss_weights import current_step
 from ..registry import MODELS
 from ..utils.arguments import Interval, NonNegativeFloat, NonNegativeInt, PositiveFloat
-from .base import BaseDistillMethod
+from .base import BaseDistillMethod, pool_to_smaller
 
 Rate = Annotated[float, Interval(gt=0, le=1)]
 
@@ -106,11 +106,7 @@ def factor_transfer_loss(f_s: torch.Tensor, f_t: torch.Tensor, p1: float = 2.0, 
                          factor: str = 'attention') -> torch.Tensor:
     """The factor loss of two factor maps (module docstring): the larger is average-pooled to
     the smaller's size; ``factor`` 'attention' (RepDistiller) or 'flatten' (paper, MMRazor)."""
-    if f_s.shape[2:] != f_t.shape[2:]:
-        if f_s.shape[2] > f_t.shape[2]:
-            f_s = F.adaptive_avg_pool2d(f_s, f_t.shape[2:])
-        else:
-            f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[2:])
+    f_s, f_t = pool_to_smaller(f_s, f_t)
 
     def phi(f):
         if factor == 'attention':

@@ -35,8 +35,7 @@ import torch.nn.functional as F
 
 from ..registry import MODELS
 from ..utils.arguments import LossName
-from .base import LevelwiseMethod
-from .vid import pool_to_smaller
+from .base import LevelwiseMethod, pool_to_smaller
 
 
 def poly_kernel_mean(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

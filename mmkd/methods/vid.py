@@ -45,17 +45,7 @@ import torch.nn.functional as F
 
 from ..registry import MODELS
 from ..utils.arguments import LossName, PositiveFloat
-from .base import LevelwiseMethod
-
-
-def pool_to_smaller(f_s: torch.Tensor, f_t: torch.Tensor):
-    """Adaptive-average-pool the map with the larger height to the other's (H, W), as the
-    authors' ``adaptive_avg_pool2d(x, (t_H, t_H))`` does for square maps."""
-    if f_s.shape[2] > f_t.shape[2]:
-        f_s = F.adaptive_avg_pool2d(f_s, f_t.shape[2:])
-    elif f_s.shape[2] < f_t.shape[2]:
-        f_t = F.adaptive_avg_pool2d(f_t, f_s.shape[2:])
-    return f_s, f_t
+from .base import LevelwiseMethod, pool_to_smaller
 
 
 class _VIDLevel(nn.Module):

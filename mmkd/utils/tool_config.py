@@ -46,10 +46,11 @@ def _pipeline_size(pipeline) -> Optional[Tuple[Tuple[int, int], str]]:
     found = None
     for t in pipeline or []:
         kind = str(t.get('type', '')).split('.')[-1] if isinstance(t, dict) else ''
-        if kind == 'MultiViews':  # mmkd.MultiViews: every view has the first view's size
-            views = t.get('views') or [[]]
-            inner = _pipeline_size(views[0] if isinstance(views[0], (list, tuple)) else [])
-            found = (inner[0], f'MultiViews view 0 {inner[1]}') if inner else found
+        nested = t.get('views') if isinstance(t, dict) else None  # mmkd.MultiViews
+        if isinstance(nested, (list, tuple)) and nested and isinstance(nested[0], (list, tuple)):
+            # pipelines inside a transform: the views of one batch share the first's size
+            inner = _pipeline_size(nested[0])
+            found = (inner[0], f'{kind} views[0] {inner[1]}') if inner else found
         elif kind in _SIZE_TRANSFORMS:
             key, order = _SIZE_TRANSFORMS[kind]
             size = _size(t.get(key), order)
