@@ -342,6 +342,25 @@ def test_bad_mmrazor_checkpoint_is_refused_naming_the_file(digits_teacher, tmp_p
     assert not out.exists()
 
 
+def test_bad_mmrazor_config_is_refused_naming_the_file(tmp_path):
+    """tools/model_converters/mmrazor2mmkd.py CONFIG: the user names the config (read by
+    mmengine's Config.fromfile, as any config); a missing file, a base that does not resolve,
+    or a model that is not an MMRazor distiller is refused naming the file; nothing is
+    written."""
+    from mmkd.converters import ConversionError, convert_config
+    with pytest.raises(FileNotFoundError, match='nosuch.py'):
+        convert_config(str(tmp_path / 'nosuch.py'))
+    bad_base = tmp_path / 'bad_base.py'
+    bad_base.write_text("_base_ = ['mmcls::no/such_config.py']\n")
+    with pytest.raises(ConversionError, match='bad_base.py'):
+        convert_config(str(bad_base))
+    plain = tmp_path / 'plain.py'
+    plain.write_text("model = dict(type='ImageClassifier')\n")
+    with pytest.raises(ConversionError, match=r"plain.py.*'ImageClassifier'"):
+        convert_config(str(plain))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad_base.py', 'plain.py']
+
+
 def test_the_crc_check_can_be_turned_off(digits_teacher, tmp_path, monkeypatch):
     bad = corrupted(digits_teacher, str(tmp_path / 'c.pth'))
     monkeypatch.setenv('MMKD_CHECKPOINT_VERIFY_CRC', '0')
