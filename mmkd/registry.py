@@ -12,6 +12,8 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -29,3 +31,8 @@ METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='mmkd', locations=['
 # Functions a config names by type, such as a dataloader's collate_fn.
 FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope='mmkd',
                      locations=['mmkd.datasets'])
+# Optimiser-wrapper constructors: one optimiser per distiller part (student, trainable teacher,
+# generator), mmkd.DistillerOptimWrapperConstructor.
+OPTIM_WRAPPER_CONSTRUCTORS = Registry('optimizer wrapper constructor',
+                                      parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmkd',
+                                      locations=['mmkd.distillers'])

@@ -108,11 +108,10 @@ def teacher_checkpoint_options(config_path: str, ckpts: dict) -> list:
                  osp.realpath(DET['teacher_gfl']): 'det_gfl',
                  # the same network as the main teacher, trained with label smoothing
                  osp.realpath(DIGITS['teacher_ls']): 'digits'}
+    from mmkd.utils import pretrained_teacher_configs
     model = Config.fromfile(config_path).model
-    entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
-               if model.get('teachers') else {'model.teacher': model.teacher})
     opts = [f'{key}.checkpoint={ckpts[by_config[osp.realpath(t.config)]]}'
-            for key, t in entries.items()]
+            for key, t in pretrained_teacher_configs(model).items()]
     # letKD blocks read templates made from the teacher (never the demo's work_dirs files)
     opts += [f'model.blocks.{name}.method.templates={ckpts[f"letkd_{name}"]}'
              for name, block in model.blocks.items()

@@ -203,6 +203,32 @@ def test_two_nodes_of_one_process_train_as_one_node_of_two(one_node_run, tmp_pat
                             weights(one_node_run[0], rank))
 
 
+def test_mutual_learning_two_cpu_processes_gloo(tmp_path):
+    """Online distillation (DML: a trainable peer with its own optimiser) under
+    tools/dist_train.sh with 2 processes: clean exit, and both networks' parameters identical
+    on both ranks (DDP synchronises the peer's gradients as the student's)."""
+    config = tmp_path / 'dml_probe.py'
+    config.write_text('\n'.join([
+        f'_base_ = {osp.join(REPO, "configs/demo/digits/dml_resnet18-tiny_digits.py")!r}',
+        "custom_imports = dict(imports=['mmkd', 'dist_probe_hook'], allow_failed_imports=False)",
+        "custom_hooks = [dict(type='DumpRankWeights')]",
+        'train_cfg = dict(max_epochs=1)',
+        'train_dataloader = dict(dataset=dict(indices=256))',
+        'val_dataloader = dict(dataset=dict(indices=64))',
+        'test_dataloader = val_dataloader',
+        'default_hooks = dict(logger=dict(interval=1))']) + '\n')
+    work = tmp_path / 'work'
+    code, out = launch([('dml', ['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+                                 str(work)], dict(MASTER_ADDR='127.0.0.1',
+                                                  PORT=str(free_port())))],
+                       tmp_path)['dml']
+    assert_clean_exit(code, out, ranks=(0, 1))
+    assert 'GPU number: 2' in out and 'Epoch(train) [1][2/2]' in out and 'peer.loss' in out
+    a, b = weights(work, 0), weights(work, 1)
+    assert any(k.startswith('trainable_teachers.peer.') for k in a['parameters'])
+    assert_same_weights(a, b, parameters_only=True)
+
+
 def test_slurm_train_and_test_scripts(one_node_run, tmp_path, teacher_ckpts):
     """tools/slurm_train.sh then tools/slurm_test.sh, 2 tasks, through the fake srun: a job
     of 2 nodes with 1 task each, the first node's address found with scontrol."""

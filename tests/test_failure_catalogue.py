@@ -17,6 +17,9 @@ Sections, in this order:
 - **Messages that hide the cause** (items 12, 13, 16, and AT's shapes).
 - **IQA readers** (items 11, 15): scores off the scale or not finite, bad CSV rows and MAT
   files, missing images and references, each naming the file, the row and the setting.
+- **Kinds of teacher** (issue 32), among the config cases: the student itself
+  (``teachers.self``), a learner that is not a trainable teacher, a frozen teacher without
+  weights; and the optimiser parts of ``mmkd.DistillerOptimWrapperConstructor``.
 - **Training logs** (issue 29): ``tools/analysis/plot_curves.py`` reads ``scalars.json`` one
   line at a time with ``json.loads`` (never code); a damaged line before the end stops it
   naming the file and the line, a half-written last line is skipped. Package metafiles are
@@ -150,6 +153,23 @@ CONFIG_CASES = [
     ('nonfinite-policy',
      dict(nonfinite_loss='ignore'),
      ValueError, ['nonfinite_loss', "'ignore'", "['raise', 'skip']"]),
+    # Kinds of teacher (issue 32): the student itself, trainable teachers.
+    ('self-teacher-with-a-config',
+     dict(teacher=None, teachers=dict(self=dict(config='x.py', checkpoint='x.pth'))),
+     KeyError, ['teachers.self is the student itself', "['detach']"]),
+    ('self-teacher-detach-not-a-bool',
+     dict(teacher=None, teachers=dict(self=dict(detach='yes')),
+          blocks=block(teacher='self:head.fc')),
+     TypeError, ['teachers.self.detach', "'yes'"]),
+    ('learner-is-a-frozen-teacher',
+     dict(blocks=block(student='teacher:head.fc')),
+     KeyError, ["Block 'b'", "'teacher'", 'not a trainable teacher', 'trainable=True']),
+    ('unknown-teacher-name-in-point',
+     dict(blocks=block(teacher='peer:head.fc')),
+     KeyError, ["Block 'b'", "'peer'", "['teacher']", 'self']),
+    ('frozen-teacher-without-weights',
+     dict(teacher=dict(config=DIGITS['teacher'], checkpoint=None)),
+     ValueError, ['checkpoint=None is only for a trainable teacher']),
 ]
 
 
@@ -159,6 +179,21 @@ def test_bad_config_names_block_and_choices(teacher_ckpts, overrides, error, wor
     with pytest.raises(error) as e:
         build(digits_cfg(teacher_ckpts['digits'], **overrides))
     assert_words(e.value, error, words)
+
+
+def test_optimiser_parts_name_the_valid_parts(teacher_ckpts):
+    """One optimiser per part (mmkd.DistillerOptimWrapperConstructor): a part the distiller
+    lacks, or a missing one, is refused naming the distiller's parts."""
+    d = build(digits_cfg(teacher_ckpts['digits']))
+    sgd = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))
+    with pytest.raises(KeyError) as e:
+        build_optim_wrapper(d, dict(constructor='mmkd.DistillerOptimWrapperConstructor',
+                                    student=sgd, generator=sgd))
+    assert_words(e.value, KeyError, ["unknown part(s) ['generator']", "parts are ['student']"])
+    with pytest.raises(ValueError) as e:
+        build_optim_wrapper(d, dict(constructor='mmkd.DistillerOptimWrapperConstructor',
+                                    student=sgd, paramwise_cfg=dict(norm_decay_mult=0.0)))
+    assert_words(e.value, ValueError, ['paramwise_cfg', 'optim_wrapper.student.paramwise_cfg'])
 
 
 def test_method_shorthand_is_a_type_name(teacher_ckpts):

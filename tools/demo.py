@@ -466,13 +466,12 @@ def config_teachers(config):
     """[(option prefix, (task, name))] for each teacher of a distillation config:
     ``model.teacher`` or ``model.teachers.<name>``, matched to the demo teacher trained from
     the same config file (a teacher of another task, e.g. the detection teacher of a
-    segmentation student, is that task's)."""
-    model = load_config(config).model
-    entries = ({f'model.teachers.{n}': t for n, t in model.teachers.items()}
-               if model.get('teachers') else {'model.teacher': model.teacher})
+    segmentation student, is that task's). Teachers that are trained in the run (``trainable``)
+    or are the student itself (``self``) need none: a config with only those reads none."""
+    from mmkd.utils import pretrained_teacher_configs
     known = demo_teachers()
     out = []
-    for key, teacher in entries.items():
+    for key, teacher in pretrained_teacher_configs(load_config(config).model).items():
         path = osp.realpath(osp.join(REPO, teacher.get('config') or ''))
         if path not in known:
             raise ValueError(f'{config}: {key} ({teacher.get("config")}) is not a demo teacher; '
@@ -579,8 +578,9 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     def distill(task, method, config, extra, seed):
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
         ckpts = [f'{key}.checkpoint={teachers[tn].result()[1]}' for key, tn in uses[config]]
-        ckpts += ensure_templates(config, teachers[uses[config][0][1]].result()[1],
-                                  options.get(task, ()), threads)
+        if uses[config]:
+            ckpts += ensure_templates(config, teachers[uses[config][0][1]].result()[1],
+                                      options.get(task, ()), threads)
         return _run(f'[{task}] {method} seed {seed}', config, f'{root}/{method}_seed{seed}',
                     spec, [f'randomness.seed={seed}', *ckpts, *options.get(task, ()), *extra],
                     threads)

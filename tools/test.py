@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT            # a distiller's student (the default)
     python tools/test.py CONFIG --teacher             # the teacher alone, from its checkpoint
     python tools/test.py CONFIG --teacher det         # one of several teachers, by name
+    python tools/test.py CONFIG CHECKPOINT --teacher peer   # a trainable teacher, from the run
     python tools/test.py BASE_CONFIG student.pth      # an exported student in its plain config
     python tools/test.py CONFIG CHECKPOINT --out preds.pkl   # also dump every prediction
 """
@@ -26,7 +27,8 @@ def parse_args():
     parser.add_argument('--teacher', nargs='?', const=True, default=None, metavar='NAME',
                         help='evaluate the distiller\'s teacher alone (weights from its own '
                         'checkpoint, fed as in distillation) instead of the student; with '
-                        'several teachers, give its name')
+                        'several teachers, give its name; a trainable teacher (trained in the '
+                        'run) is loaded from CHECKPOINT')
     parser.add_argument('--work-dir', help='the dir to save logs and results')
     parser.add_argument('--out', help='dump every prediction (the data samples the model '
                         'returns) to this pickle file (MMEngine\'s DumpResults)')
@@ -42,7 +44,7 @@ def parse_args():
     return args
 
 
-def check_teacher_to_test(cfg, config, name):
+def check_teacher_to_test(cfg, config, name, checkpoint=None):
     """``--teacher [NAME]``: the teacher to evaluate with this config's test data and
     evaluator. A teacher of another task (another package scope) is refused: its own config
     has the data and metric that fit it."""
@@ -53,6 +55,7 @@ def check_teacher_to_test(cfg, config, name):
         raise SystemExit(f'--teacher: {config} has no model.teacher(s) (not a distillation '
                          'config).')
     teachers = dict(model.teachers) if model.get('teachers') else dict(teacher=model.teacher)
+    teachers.pop('self', None)  # the student itself
     if name is True:
         if len(teachers) > 1:
             raise SystemExit(f'--teacher: {config} has several teachers; name one: '
@@ -62,6 +65,10 @@ def check_teacher_to_test(cfg, config, name):
         raise SystemExit(f'--teacher {name}: no such teacher in {config}; the teachers are '
                          f'{list(teachers)}.')
     teacher = teachers[name]
+    if teacher.get('trainable') and not checkpoint:
+        raise SystemExit(f'--teacher {name}: this teacher is trained in the run '
+                         '(trainable=True): give the run\'s CHECKPOINT, which holds its '
+                         'weights.')
     source = teacher.get('config') or teacher.get('model')
     if isinstance(source, str) and '::' not in source:
         source = os.path.normpath(source)
@@ -86,7 +93,8 @@ def main(args=None):
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
 
     if args.teacher:
-        cfg.model.eval_teacher = check_teacher_to_test(cfg, args.config, args.teacher)
+        cfg.model.eval_teacher = check_teacher_to_test(cfg, args.config, args.teacher,
+                                                       args.checkpoint)
     # The checkpoint is loaded below, not by the Runner (which would load any key mismatch
     # non-strictly and score random weights); the teacher loads its own checkpoint.
     cfg.load_from = None
@@ -100,7 +108,7 @@ def main(args=None):
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
 
     runner = Runner.from_cfg(cfg)
-    if not args.teacher:
+    if args.checkpoint:  # (a frozen teacher under test loads its own and needs none)
         # Where the Runner would load it: after every other hook's before_run.
         runner.register_hook(LoadTestCheckpointHook(args.checkpoint), priority='LOWEST')
     runner.test()

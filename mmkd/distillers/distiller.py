@@ -37,6 +37,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel, revert_sync_batchnorm
+from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
 from mmengine.registry import DefaultScope
 
 from ..recorders import (ModuleRecorder, RecordPoint, RecordPointError, StopForward,
@@ -48,8 +49,9 @@ from .inserts import attach_inserts, infer_insert_channels
 from .loss_weights import NEGATIVE_OPT_IN, LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
+from .teacher_kinds import SELF, SelfTeacher, TrainableTeacher, self_teacher_config
 from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView, check_revise_keys,
-                       group_teacher_points, parse_normalisation)
+                       group_teacher_points, parse_normalisation, split_learner_points)
 
 BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight', NEGATIVE_OPT_IN)
 NONFINITE_POLICIES = ('raise', 'skip')
@@ -72,12 +74,15 @@ class DistillBlock:
 
     ``student`` is a record point (``'neck'``, ``'neck[0]'``, ``'head.fc@input'``, a dict) or a
     list of them; ``teacher`` is a list of ``(teacher name, RecordPoint)``. With a list
-    (``*_multi``), the method receives a list of values, in the order given.
+    (``*_multi``), the method receives a list of values, in the order given. ``learner`` is the
+    model whose points ``student`` names: None for the student, or a trainable teacher's name
+    (``student='peer:head.fc'``: the block teaches that teacher).
     """
 
     def __init__(self, name: str, student, teacher: List[tuple], teacher_multi: bool,
-                 method: nn.Module, loss_weight: LossWeight):
+                 method: nn.Module, loss_weight: LossWeight, learner: Optional[str] = None):
         self.name = name
+        self.learner = learner
         self.student_multi = isinstance(student, (list, tuple))
         self.student_points = [parse_point(p) for p in
                                (student if self.student_multi else [student])]
@@ -99,11 +104,12 @@ class DistillBlock:
         return list(dict.fromkeys(t for t, _ in self.teacher_points))
 
     def student_value(self, recorder: ModuleRecorder):
+        """The learner's values (``recorder``: the student's, or the learning teacher's)."""
         values = [recorder.get(p) for p in self.student_points]
         return values if self.student_multi else values[0]
 
     def teacher_value(self, teachers: Dict[str, Teacher]):
-        values = [teachers[t].recorder.get(p) for t, p in self.teacher_points]
+        values = [teachers[t].get(p) for t, p in self.teacher_points]
         return values if self.teacher_multi else values[0]
 
 # ---------------------------------------------------------------------- helpers
@@ -307,15 +313,24 @@ class Distiller(BaseModel):
             # SyncBN (common in mmseg configs) cannot run in a single CPU process; with one
             # process it is plain BN anyway.
             self.student = revert_sync_batchnorm(self.student)
+        # Teachers by name, of any kind (mmkd.distillers.teacher_kinds); the trainable ones
+        # are also submodules here: optimised, checkpointed and synchronised.
         self._teachers: Dict[str, Teacher] = {}
+        self.trainable_teachers = nn.ModuleDict()
         for name, cfg in teacher_cfgs.items():
+            if name == SELF:
+                self._teachers[SELF] = SelfTeacher(self.student, **self_teacher_config(cfg))
+                continue
             t = self._build_teacher(name, cfg, shorthand=teacher is not None)
             if not distributed:
                 t.model = revert_sync_batchnorm(t.model)
-            # Frozen for good: no grad, eval mode (BN statistics and dropout fixed), and kept
-            # out of the module tree (see the module docstring).
-            t.model.requires_grad_(False)
-            t.model.eval()
+            if t.trainable:
+                self.trainable_teachers[name] = t.model
+            else:
+                # Frozen for good: no grad, eval mode (BN statistics and dropout fixed), and
+                # kept out of the module tree (see the module docstring).
+                t.model.requires_grad_(False)
+                t.model.eval()
             t.log_view()
             self._teachers[name] = t
         self.stop_teacher_early = stop_teacher_early
@@ -323,13 +338,20 @@ class Distiller(BaseModel):
         self._eval_teacher_name()  # fails now on a wrong name
 
         self._build_blocks(blocks)
+        blocks_ = list(self.blocks.values())
+        # The student's recorder also holds the points its own self-teacher reads; a
+        # trainable teacher's, the points of the blocks it learns in.
         self.student_recorder = ModuleRecorder(
-            self.student, [p for b in self.blocks.values() for p in b.student_points],
-            'student')
+            self.student, [p for b in blocks_ if b.learner is None for p in b.student_points]
+            + [p for b in blocks_ for n, p in b.teacher_points if n == SELF], 'student')
         for name, t in self._teachers.items():
+            if not t.runs:
+                t.recorder = self.student_recorder
+                continue
             t.recorder = ModuleRecorder(
-                t.model, [p for b in self.blocks.values() for n, p in b.teacher_points
-                          if n == name], self._teacher_desc(name))
+                t.model, [p for b in blocks_ for n, p in b.teacher_points if n == name]
+                + [p for b in blocks_ if b.learner == name for p in b.student_points],
+                self._teacher_desc(name))
         self._dry_run(self.dry_run_input_shape)
         self._shapes_checked = False
         self.init_student_from = self._check_init_student_from(init_student_from)
@@ -338,8 +360,9 @@ class Distiller(BaseModel):
     # ------------------------------------------------------------------ teachers
     @property
     def teachers(self) -> Dict[str, nn.Module]:
-        """The frozen teacher models by name (not submodules: see the module docstring)."""
-        return {name: t.model for name, t in self._teachers.items()}
+        """The teacher models by name: the frozen ones (not submodules: see the module
+        docstring) and the trainable ones (submodules); not the student itself (``self``)."""
+        return {name: t.model for name, t in self._teachers.items() if t.runs}
 
     @property
     def teacher(self) -> nn.Module:
@@ -366,26 +389,35 @@ class Distiller(BaseModel):
         return self._teachers[name]
 
     def _sole_teacher(self, what: str) -> str:
-        if len(self._teachers) != 1:
+        names = [n for n in self._teachers if n != SELF]
+        if len(names) != 1:
             # Not AttributeError: nn.Module.__getattr__ would replace the message.
             raise RuntimeError(f'`{what}` is for a distiller with one teacher; this one has '
                                f'{list(self._teachers)}: use teachers[NAME] or '
                                'teacher_info(NAME).')
-        return next(iter(self._teachers))
+        return names[0]
 
     def _teacher_desc(self, name: str) -> str:
-        return 'teacher' if list(self._teachers) == [SOLE_TEACHER] else f'teacher {name!r}'
+        if name == SELF:
+            return 'student (as its own teacher, "self")'
+        return ('teacher' if [n for n in self._teachers if n != SELF] == [SOLE_TEACHER]
+                else f'teacher {name!r}')
 
     def _eval_teacher_name(self) -> Optional[str]:
         value = self.eval_teacher
         if value is False or value is None:
             return None
+        if value == SELF:
+            raise ValueError("eval_teacher='self' is the student itself: leave eval_teacher "
+                             'False to evaluate the student.')
         if value is True:
-            if len(self._teachers) > 1:
+            names = list(self.teachers)
+            if len(names) != 1:
                 raise ValueError(f'eval_teacher=True is ambiguous with several teachers: give '
-                                 f'a name, one of {list(self._teachers)}.')
-            return next(iter(self._teachers))
-        if value not in self._teachers:
+                                 f'a name, one of {names}.' if names else
+                                 'eval_teacher=True: this distiller has no teacher to test.')
+            return names[0]
+        if value not in self.teachers:
             raise KeyError(f'eval_teacher={value!r}: unknown teacher; the teachers are '
                            f'{list(self._teachers)}.')
         return value
@@ -395,21 +427,43 @@ class Distiller(BaseModel):
         super()._apply(fn, recurse)
         if recurse:
             for t in getattr(self, '_teachers', {}).values():
-                t.model._apply(fn)
+                if t.kind == 'frozen':  # the others are the student or submodules
+                    t.model._apply(fn)
         return self
 
     def extra_repr(self) -> str:
         return '\n'.join(f'({self._teacher_desc(n)}): {type(t.model).__name__} from '
                          f'{t.checkpoint!r} (frozen, not a submodule)'
-                         for n, t in self._teachers.items())
+                         for n, t in self._teachers.items() if t.kind == 'frozen')
+
+    def optim_groups(self) -> Dict[str, nn.Module]:
+        """The parts :class:`mmkd.DistillerOptimWrapperConstructor` gives one optimiser each:
+        ``'student'`` (every parameter no other part claims: the student, its inserts, the
+        methods' modules), each trainable teacher by name, and :meth:`extra_optim_groups`
+        (a subclass's own parts, e.g. a generator)."""
+        groups = {n: t.model for n, t in self._teachers.items() if t.trainable}
+        groups.update(self.extra_optim_groups())
+        claimed = {id(m) for m in groups.values()}
+
+        def is_claimed(module):
+            return id(module) in claimed or (isinstance(module, nn.ModuleDict) and all(
+                is_claimed(m) for m in module.values()))
+        rest = nn.ModuleDict({n: m for n, m in self.named_children() if not is_claimed(m)})
+        return {'student': rest, **groups}
+
+    def extra_optim_groups(self) -> Dict[str, nn.Module]:
+        """Parts of a subclass that get their own optimiser (name -> module). None here."""
+        return {}
 
     # ------------------------------------------------------------------ construction
     @staticmethod
     def _teacher_configs(teacher, teachers) -> Dict[str, dict]:
-        if (teacher is None) == (teachers is None):
+        if teacher is not None and teachers is not None:
             raise KeyError('Give exactly one of `teacher` (one teacher: dict(config=..., '
                            'checkpoint=...)) or `teachers` (several: name -> dict(config=..., '
-                           'checkpoint=...)).')
+                           'checkpoint=...)), not both.')
+        if teacher is None and teachers is None:
+            return {}  # self-distillation: every teacher point is 'self:...' (checked later)
         if teacher is not None:
             if not isinstance(teacher, dict):
                 raise TypeError('`teacher` must be a dict(config=<path>, checkpoint=<path or '
@@ -472,9 +526,17 @@ class Distiller(BaseModel):
         if ('config' in teacher) == ('model' in teacher):
             raise KeyError(f'{where}: give exactly one of `config` (a config path) or `model` '
                            '(a model dict).')
-        if 'checkpoint' not in teacher:
+        trainable = teacher.get('trainable', False)
+        if not isinstance(trainable, bool):
+            raise TypeError(f'{where}.trainable must be True (a teacher that learns with the '
+                            f'student) or False (frozen), got {trainable!r}.')
+        if 'checkpoint' not in teacher and not trainable:
             raise KeyError(f'{where}: `checkpoint` (path or URL of the trained teacher) is '
-                           'required.')
+                           'required (a trainable teacher may start from its own '
+                           'initialisation: trainable=True, checkpoint=None).')
+        if teacher.get('checkpoint') is None and not trainable:
+            raise ValueError(f'{where}: checkpoint=None is only for a trainable teacher '
+                             '(trainable=True); a frozen teacher needs its trained weights.')
         inputs = teacher.get('inputs', 'inputs')
         sources = [inputs] if isinstance(inputs, str) else inputs
         if (not isinstance(sources, (list, tuple)) or not sources
@@ -498,7 +560,9 @@ class Distiller(BaseModel):
         model = build_model_in_scope(cfg, scope)
         label = source if isinstance(source, str) else cfg.get('type')
         desc = f'teacher ({label})' if shorthand else f'teacher {name!r} ({label})'
-        load_checkpoint_strict(model, teacher['checkpoint'], desc, revise_keys=revise_keys)
+        checkpoint = teacher.get('checkpoint')
+        if checkpoint is not None:
+            load_checkpoint_strict(model, checkpoint, desc, revise_keys=revise_keys)
         normalisation = teacher.get('normalisation')
         if normalisation is None and cfg.get('data_preprocessor') is None:
             # A config without a data_preprocessor (a bare model config, as for timm teachers)
@@ -508,14 +572,16 @@ class Distiller(BaseModel):
         view = TeacherView(
             Normalisation.of_preprocessor(self.student.data_preprocessor),
             parse_normalisation(normalisation, model, where), inputs, desc, f'model.{where}')
-        return Teacher(name, model, scope, teacher['checkpoint'], str(label), view,
-                       teacher.get('stop_early'))
+        kind = TrainableTeacher if trainable else Teacher
+        return kind(name, model, scope, checkpoint, str(label), view, teacher.get('stop_early'),
+                    config=copy.deepcopy(cfg))
 
     def _build_blocks(self, blocks):
         if not isinstance(blocks, dict) or not blocks:
             raise ValueError('`blocks` must be a non-empty dict: name -> dict(student=..., '
                              'teacher=..., method=dict(type=...), loss_weight=...).')
-        names = list(self._teachers)
+        names = [n for n in self._teachers if n != SELF]  # an unprefixed point's candidates
+        trainable = [n for n, t in self._teachers.items() if t.trainable]
         self.blocks: Dict[str, DistillBlock] = {}
         methods = {}
         for name, cfg in blocks.items():
@@ -540,27 +606,33 @@ class Distiller(BaseModel):
             teacher_points = []
             multi = isinstance(cfg['teacher'], (list, tuple))
             for tname, spec in group_teacher_points(cfg['teacher'], names, name):
+                if tname == SELF and SELF not in self._teachers:
+                    self._teachers[SELF] = SelfTeacher(self.student)
                 expanded = expand_points(spec, self._teachers[tname].model,
                                          f'{self._teacher_desc(tname)} (block {name!r})')
                 multi = multi or isinstance(expanded, list)
                 teacher_points += [(tname, p) for p in
                                    (expanded if isinstance(expanded, list) else [expanded])]
+            learner, student_spec = split_learner_points(cfg['student'], trainable, name)
+            learner_model = self.student if learner is None else self._teachers[learner].model
+            learner_desc = 'student' if learner is None else self._teacher_desc(learner)
             block = DistillBlock(
-                name, expand_points(cfg['student'], self.student, f'student (block {name!r})'),
-                teacher_points, multi, methods[name], loss_weight)
+                name, expand_points(student_spec, learner_model,
+                                    f'{learner_desc} (block {name!r})'),
+                teacher_points, multi, methods[name], loss_weight, learner)
             for point in block.student_points:  # fail here, naming the block, on a wrong name
-                find_module(self.student, point.module, f'student (block {name!r})')
+                find_module(learner_model, point.module, f'{learner_desc} (block {name!r})')
             for tname, point in block.teacher_points:
                 find_module(self._teachers[tname].model, point.module,
                             f'{self._teacher_desc(tname)} (block {name!r})')
             with _in_block(name, type(methods[name]).__name__):
-                methods[name].bind_student(self.student)
+                methods[name].bind_student(learner_model)
                 methods[name].bind_teachers(
                     {t: self._teachers[t].model for t in block.teacher_names})
             self.blocks[name] = block
         self.methods = nn.ModuleDict(methods)
-        unread = [n for n in names if not any(n in b.teacher_names
-                                              for b in self.blocks.values())]
+        unread = [n for n in self._teachers if not any(
+            n in b.teacher_names or n == b.learner for b in self.blocks.values())]
         if unread:
             raise ValueError(f'Teacher(s) {unread} are read by no block: every teacher must '
                              'feed at least one block (name it in a teacher point, e.g. '
@@ -575,7 +647,7 @@ class Distiller(BaseModel):
             raise KeyError('init_student_from must be dict(teacher=NAME, prefixes=[...]), got '
                            f'{spec!r}.')
         name = spec['teacher']
-        if name not in self._teachers:
+        if name not in self.teachers:
             raise KeyError(f'init_student_from: unknown teacher {name!r}; the teachers are '
                            f'{list(self._teachers)}.')
         prefixes = spec['prefixes']
@@ -629,10 +701,17 @@ class Distiller(BaseModel):
                     else (teacher, point) in b.teacher_points)]
 
     def _models(self):
-        """(teacher name or None for the student, description, model, recorder)."""
+        """(teacher name or None for the student, description, model, recorder) of every
+        model that runs a forward (the student as its own teacher does not run again)."""
         yield None, 'student', self.student, self.student_recorder
         for name, t in self._teachers.items():
-            yield name, self._teacher_desc(name), t.model, t.recorder
+            if t.runs:
+                yield name, self._teacher_desc(name), t.model, t.recorder
+
+    def _learner_recorder(self, block: DistillBlock) -> ModuleRecorder:
+        """The recorder of the model a block's ``student`` points are in."""
+        return (self.student_recorder if block.learner is None
+                else self._teachers[block.learner].recorder)
 
     @staticmethod
     def _check_dry_run_input_shape(shape) -> tuple:
@@ -667,7 +746,7 @@ class Distiller(BaseModel):
         """Run every model once on random input: size every method, find where each teacher
         forward can stop, and check that every recorded value is usable."""
         modes = {m: m.training for m in self.modules()}
-        self.student.eval()
+        self.eval()  # the student and any trainable teacher: BN statistics untouched
         inputs = torch.randn(*input_shape)
         try:
             for name, desc, model, recorder in self._models():
@@ -696,15 +775,17 @@ class Distiller(BaseModel):
             for m, mode in modes.items():
                 m.training = mode
         for t in self._teachers.values():
+            if t.kind != 'frozen':  # a trainable one runs whole, for its own losses
+                continue
             order = t.recorder.call_order
             stop = self.stop_teacher_early if t.stop_early is None else t.stop_early
             t.recorder.stop_after(order[-1] if stop else None, order.count(order[-1]))
         for name, block in self.blocks.items():
             for point in block.student_points:
-                self._check_dry_run_value(name, None, point)
+                self._check_dry_run_value(name, block.learner, point)
             for tname, point in block.teacher_points:
                 self._check_dry_run_value(name, tname, point)
-            values = dict(student=block.student_value(self.student_recorder),
+            values = dict(student=block.student_value(self._learner_recorder(block)),
                           teacher=block.teacher_value(self._teachers))
             with _in_block(name, block.method_type):
                 block.method.build(values['student'], values['teacher'])
@@ -713,9 +794,8 @@ class Distiller(BaseModel):
         self._clear_records()
 
     def _clear_records(self):
-        self.student_recorder.data = {}
-        for t in self._teachers.values():
-            t.recorder.data = {}
+        for _, _, _, recorder in self._models():
+            recorder.data = {}
 
     def _check_dry_run_value(self, block: str, teacher: Optional[str], point: RecordPoint):
         if teacher is None:
@@ -735,7 +815,8 @@ class Distiller(BaseModel):
             if x.is_floating_point() and not torch.isfinite(x).all():
                 kind = 'NaN' if torch.isnan(x).any() else 'inf'
                 cause = (f'the teacher\'s weights or buffers ({t.checkpoint!r})'
-                         if teacher is not None else 'the student\'s initial weights')
+                         if teacher is not None and t.kind == 'frozen'
+                         else f'the {side}\'s initial weights')
                 raise NonFiniteError(
                     where + f' gives {kind} values'
                     f'{f" (level {i})" if len(tensors) > 1 else ""} in the dry run on a '
@@ -771,7 +852,8 @@ class Distiller(BaseModel):
     def privileged_fields(self) -> List[str]:
         """Data-sample fields some teacher reads (``inputs='<field>'``): never shown to the
         student."""
-        return sorted({f for t in self._teachers.values() for f in t.view.fields})
+        return sorted({f for t in self._teachers.values() if t.view is not None
+                       for f in t.view.fields})
 
     def student_samples(self, data_samples):
         """The data samples the student is given: ``data_samples`` without the teachers'
@@ -791,12 +873,15 @@ class Distiller(BaseModel):
             out.append(kept)
         return out
 
-    def record_teachers(self, inputs, data_samples=None):
-        """Run every teacher on its view of the batch (no grad); values land in
-        ``teacher_info(name).recorder.data``."""
-        with torch.no_grad():
-            for t in self._teachers.values():
-                self._record(t.recorder, t.model, t.view(inputs, data_samples), data_samples)
+    def record_teachers(self, inputs, data_samples=None) -> Dict[str, torch.Tensor]:
+        """Run every teacher on its view of the batch (a frozen one without grad, a trainable
+        one in ``loss`` mode); values land in ``teacher_info(name).recorder.data``. Returns
+        the trainable teachers' own losses as ``{'<name>.loss_*': ...}``."""
+        losses = {}
+        for name, t in self._teachers.items():
+            for key, value in t.record(inputs, data_samples, self._record).items():
+                losses[f'{name}.{key}'] = value
+        return losses
 
     # ------------------------------------------------------------------ modes
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
@@ -813,7 +898,7 @@ class Distiller(BaseModel):
 
     def loss(self, inputs, data_samples) -> Dict[str, torch.Tensor]:
         self._check_batch_not_empty(inputs, data_samples)
-        self.record_teachers(inputs, data_samples)
+        teacher_losses = self.record_teachers(inputs, data_samples)
 
         self.student_recorder.start()
         try:
@@ -825,7 +910,8 @@ class Distiller(BaseModel):
         self.student_recorder.finish()
 
         losses = {f'student.{k}': v for k, v in student_losses.items()}
-        values = {name: (block.student_value(self.student_recorder),
+        losses.update(teacher_losses)
+        values = {name: (block.student_value(self._learner_recorder(block)),
                          block.teacher_value(self._teachers))
                   for name, block in self.blocks.items()}
         if not self._shapes_checked:
@@ -1005,7 +1091,8 @@ def distiller_train_step(model, distiller: Distiller, data, optim_wrapper,
     the bad batch) put back, and its non-finite values left out of the log."""
     buffers = list(distiller.buffers()) if distiller.nonfinite_loss == 'skip' else []
     saved = [b.detach().clone() for b in buffers]
-    with optim_wrapper.optim_context(model):
+    wrappers = _Wrappers(optim_wrapper)
+    with wrappers.optim_context(model):
         data = distiller.data_preprocessor(data, True)
         losses = model._run_forward(data, mode='loss')
     parsed_loss, log_vars = distiller.parse_losses(losses)
@@ -1017,12 +1104,62 @@ def distiller_train_step(model, distiller: Distiller, data, optim_wrapper,
                 buffer.copy_(value)
         log_vars = {k: v for k, v in log_vars.items() if torch.isfinite(v).all()}
     else:
-        optim_wrapper.update_params(parsed_loss)
+        wrappers.update_params(parsed_loss)
         if after_update is not None:
             after_update(parsed_loss)
     if distiller.nonfinite_loss == 'skip':
         log_vars['nonfinite_skips'] = torch.tensor(float(distiller.nonfinite_skips))
     return log_vars
+
+
+class _Wrappers:
+    """One optimiser wrapper, or MMEngine's ``OptimWrapperDict`` (one per part of the
+    distiller: :class:`mmkd.DistillerOptimWrapperConstructor`), driven as one.
+
+    With several, each part's parameters get gradients only from the loss terms that depend on
+    them (a trainable teacher's value is detached where it teaches), so one backward of the
+    total loss gives every part its own gradient; then each wrapper steps. That backward is
+    the first wrapper's (its gradient accumulation and loss scaling); the wrappers must agree
+    on ``accumulative_counts``, and mixed precision (``AmpOptimWrapper``) needs one loss
+    scaler, so it is refused with several optimisers.
+    """
+
+    def __init__(self, optim_wrapper):
+        self.dict = isinstance(optim_wrapper, OptimWrapperDict)
+        self.all = list(optim_wrapper.values()) if self.dict else [optim_wrapper]
+        if self.dict:
+            amp = [n for n, w in optim_wrapper.items() if isinstance(w, AmpOptimWrapper)]
+            if amp:
+                raise TypeError(
+                    f'optim_wrapper: parts {amp} use AmpOptimWrapper; mixed precision with one '
+                    'optimiser per part (mmkd.DistillerOptimWrapperConstructor) is not '
+                    'supported: their loss scalers would disagree. Use one AmpOptimWrapper '
+                    'for all parameters (a plain optim_wrapper), or fp32 parts.')
+            counts = {n: w._accumulative_counts for n, w in optim_wrapper.items()}
+            if len(set(counts.values())) > 1:
+                raise ValueError(f'optim_wrapper: the parts accumulate gradients over '
+                                 f'different numbers of steps {counts}; give every part the '
+                                 'same accumulative_counts.')
+
+    @contextlib.contextmanager
+    def optim_context(self, model):
+        with contextlib.ExitStack() as stack:
+            for wrapper in self.all:
+                stack.enter_context(wrapper.optim_context(model))
+            yield
+
+    def update_params(self, loss):
+        if not self.dict:
+            self.all[0].update_params(loss)
+            return
+        first = self.all[0]
+        first.backward(first.scale_loss(loss))
+        for wrapper in self.all[1:]:
+            wrapper._inner_count += 1  # one backward served them all
+        for wrapper in self.all:
+            if wrapper.should_update():
+                wrapper.step()
+                wrapper.zero_grad()
 
 
 # Configs and code written for the one-teacher distiller keep working under its old name.

@@ -44,7 +44,7 @@ import torch
 from mmengine.logging import print_log
 
 TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope', 'revise_keys', 'normalisation',
-                'inputs', 'stop_early')
+                'inputs', 'stop_early', 'trainable')
 
 
 class Normalisation:
@@ -347,15 +347,38 @@ def check_revise_keys(spec, who: str, setting: str) -> list:
 
 class Teacher:
     """One frozen teacher: its model (kept out of the distiller's module tree), where its
-    weights came from, its recorder and how it sees the batch."""
+    weights came from, its recorder and how it sees the batch.
+
+    This is the first *kind* of teacher; the others (:mod:`mmkd.distillers.teacher_kinds`:
+    the student itself, a trainable teacher) share its interface, which is all the distiller
+    uses: :meth:`record` (run on this batch; returns the teacher's own losses, none here) and
+    :meth:`get` (the recorded value of a point).
+    """
+    kind = 'frozen'
+    #: Whether the teacher is a submodule that learns (checkpointed, optimised).
+    trainable = False
+    #: Whether it runs a forward of its own (the student itself does not).
+    runs = True
 
     def __init__(self, name: str, model, scope: str, checkpoint: str, source: str,
-                 view: TeacherView, stop_early: Optional[bool] = None):
+                 view: TeacherView, stop_early: Optional[bool] = None, config=None):
         self.name, self.model, self.scope = name, model, scope
         self.checkpoint, self.source, self.view = checkpoint, source, view
         self.stop_early = stop_early
+        self.config = config  # the model dict it was built from (export of a trainable one)
         self.recorder = None  # set once the blocks are known
         self.desc = f'teacher {name!r} ({source})'
+
+    def record(self, inputs, data_samples, record_fn) -> dict:
+        """Run on its view of the batch without gradients (``record_fn`` is the distiller's
+        forward with the recorder on); a frozen teacher has no losses of its own."""
+        with torch.no_grad():
+            record_fn(self.recorder, self.model, self.view(inputs, data_samples), data_samples)
+        return {}
+
+    def get(self, point, learner: bool = False):
+        """The value recorded at ``point`` in this step."""
+        return self.recorder.get(point)
 
     def log_view(self):
         view = self.view
@@ -374,9 +397,11 @@ class Teacher:
                       logger='current', level=logging.INFO)
 
 
-def split_teacher_point(spec, teacher_names: Sequence[str], block: str):
+def split_teacher_point(spec, teacher_names: Sequence[str], block: str,
+                        also: Sequence[str] = ('self',)):
     """``'det:neck'`` -> ('det', 'neck'); ``dict(teacher='det', module=...)`` -> ('det',
-    dict(module=...)); an unprefixed point belongs to the only teacher."""
+    dict(module=...)); an unprefixed point belongs to the only teacher. ``also`` are names a
+    point may give besides the teachers (``'self'``: the student itself), never the default."""
     if isinstance(spec, str) and ':' in spec:
         name, point = spec.split(':', 1)
         name = name.strip()
@@ -384,15 +409,21 @@ def split_teacher_point(spec, teacher_names: Sequence[str], block: str):
         point = {k: v for k, v in spec.items() if k != 'teacher'}
         name = spec['teacher']
     else:
+        if not teacher_names:
+            raise ValueError(f'Block {block!r}: teacher point {spec!r} names no teacher, and '
+                             'this distiller has none: give model.teacher (or teachers), or '
+                             f'read the student itself with "self:<point>" (e.g. '
+                             f'{"self:" + str(spec)!r}).')
         if len(teacher_names) > 1:
             raise ValueError(f'Block {block!r}: teacher point {spec!r} does not say which '
                              f'teacher it reads; with several teachers write '
                              f'"<teacher>:<point>" (e.g. {teacher_names[0] + ":neck"!r}). '
                              f'Teachers: {list(teacher_names)}.')
         return teacher_names[0], spec
-    if name not in teacher_names:
+    if name not in teacher_names and name not in also:
         raise KeyError(f'Block {block!r}: unknown teacher {name!r} in point {spec!r}; the '
-                       f'teachers are {list(teacher_names)}.')
+                       f'teachers are {list(teacher_names)}, and self (the student '
+                       'itself).')
     return name, point
 
 
@@ -400,3 +431,31 @@ def group_teacher_points(spec, teacher_names: Sequence[str], block: str) -> List
     """A block's ``teacher`` spec (a point or a list) -> [(teacher name, point spec)]."""
     specs = spec if isinstance(spec, (list, tuple)) else [spec]
     return [split_teacher_point(s, teacher_names, block) for s in specs]
+
+
+def split_learner_points(spec, trainable: Sequence[str], block: str):
+    """A block's ``student`` spec -> (learner, spec without prefixes): the learner is None
+    (the student) or the trainable teacher every point names (``'peer:head.fc'`` or
+    ``dict(teacher='peer', module=...)``)."""
+    specs = spec if isinstance(spec, (list, tuple)) else [spec]
+    learners, points = [], []
+    for s in specs:
+        if isinstance(s, str) and ':' in s:
+            name, point = (part.strip() for part in s.split(':', 1))
+        elif isinstance(s, dict) and 'teacher' in s:
+            name, point = s['teacher'], {k: v for k, v in s.items() if k != 'teacher'}
+        else:
+            name, point = None, s
+        if name == 'self':
+            name = None  # the student, said explicitly
+        if name is not None and name not in trainable:
+            raise KeyError(f'Block {block!r}: the student point {s!r} names {name!r}, which '
+                           'is not a trainable teacher; a block learns in the student (no '
+                           'prefix) or in a trainable teacher '
+                           f'(teachers.<name>.trainable=True): {list(trainable)}.')
+        learners.append(name)
+        points.append(point)
+    if len(set(learners)) > 1:
+        raise ValueError(f'Block {block!r}: its student points name several models '
+                         f'{sorted(map(str, set(learners)))}; a block learns in one model.')
+    return learners[0], (points if isinstance(spec, (list, tuple)) else points[0])

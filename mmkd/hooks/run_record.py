@@ -10,7 +10,9 @@ loading reads without running anything::
         format=1,
         config=<the run's whole config as data>,
         student=dict(model=<the student's model config, resolved>, scope='mmpretrain',
-                     inserts=<model.student_inserts, inferred arguments filled in, or None>))
+                     inserts=<model.student_inserts, inferred arguments filled in, or None>),
+        # only when some teacher is trained in the run (trainable=True):
+        trainable_teachers={name: dict(model=<its model config>, scope='mmpretrain')})
 
 Two readers:
 
@@ -74,6 +76,11 @@ def run_record(runner) -> dict:
         record['student'] = dict(model=to_data(distiller.student_config),
                                  scope=distiller.student_scope,
                                  inserts=to_data(distiller.student_inserts))
+        # Teachers trained in the run (online learning): what exports each alone.
+        trainable = {name: dict(model=to_data(t.config), scope=t.scope)
+                     for name, t in distiller._teachers.items() if t.trainable}
+        if trainable:
+            record['trainable_teachers'] = trainable
     return record
 
 

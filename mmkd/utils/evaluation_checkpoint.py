@@ -55,10 +55,14 @@ def load_test_checkpoint(runner, filename: str) -> None:
                   'student.* keys) and the config builds a distiller: loading it into the '
                   'distiller\'s student.', logger='current', level=logging.WARNING)
     elif distiller:
-        # The methods are not needed to test the student, and the teacher loads its own.
-        state = {k: v for k, v in state.items() if not k.startswith('methods.')}
-        target = model.student
-        state = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+        # The methods are not needed to test the student, and a frozen teacher loads its own;
+        # a trainable teacher under test (tools/test.py --teacher NAME) is in the checkpoint.
+        name = model._eval_teacher_name()
+        if name is not None and model.teacher_info(name).trainable:
+            prefix, target = f'trainable_teachers.{name}.', model.trainable_teachers[name]
+        else:
+            prefix, target = 'student.', model.student
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     own = target.state_dict()
     inserted = sorted(k for k in set(state) - set(own) if k.startswith('kd_inserts.'))
     if inserted:

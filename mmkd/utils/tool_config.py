@@ -89,6 +89,21 @@ def is_distiller_config(model_cfg) -> bool:
     return isinstance(model_cfg, dict) and 'Distiller' in str(model_cfg.get('type', ''))
 
 
+def pretrained_teacher_configs(model_cfg) -> dict:
+    """``{option prefix: teacher dict}`` of a distiller config's teachers that load trained
+    weights (``model.teacher``, or ``model.teachers.<name>``), leaving out those that learn in
+    the run (``trainable=True``) and the student itself (``teachers.self``): what a tool that
+    supplies teacher checkpoints must fill in. ``{}`` for a self-distillation config."""
+    if model_cfg.get('teachers'):
+        entries = {f'model.teachers.{n}': t for n, t in model_cfg.teachers.items()
+                   if n != 'self'}
+    elif model_cfg.get('teacher'):
+        entries = {'model.teacher': model_cfg.teacher}
+    else:
+        entries = {}
+    return {k: t for k, t in entries.items() if not t.get('trainable')}
+
+
 # Shared fragments that other configs inherit (OpenMMLab's naming convention): never run.
 BASE_CONFIG_PREFIX = '_base_'
 _RUNNABLE_CACHE = {}

@@ -85,7 +85,8 @@ from mmkd.distillers import (build_model_in_scope, infer_model_scope,  # noqa: E
                              load_model_config, without_pretrained)
 from mmkd.distillers.teachers import split_teacher_point  # noqa: E402
 from mmkd.recorders import parse_point  # noqa: E402
-from mmkd.utils import infer_dry_run_input_shape, load_tool_config  # noqa: E402
+from mmkd.utils import (infer_dry_run_input_shape, load_tool_config,  # noqa: E402
+                        pretrained_teacher_configs)
 from mmkd.utils.arguments import argument_schema  # noqa: E402
 from mmkd.utils.tool_config import (_SIZE_TRANSFORMS, find_distiller_configs,  # noqa: E402
                                     is_distiller_config, transform_sizes)
@@ -192,9 +193,10 @@ def choose_input_shape(cfg, spec: Optional[str]) -> str:
 
 # ---------------------------------------------------------------------- random teachers
 def _teacher_entries(model_cfg) -> Dict[str, dict]:
-    """``name -> teacher dict`` of a distiller config ('teacher' for the one-teacher form)."""
+    """``name -> teacher dict`` of a distiller config ('teacher' for the one-teacher form; not
+    ``teachers.self``, the student itself)."""
     if model_cfg.get('teachers'):
-        return dict(model_cfg.teachers)
+        return {n: t for n, t in model_cfg.teachers.items() if n != 'self'}
     return {'teacher': model_cfg.teacher} if model_cfg.get('teacher') else {}
 
 
@@ -259,7 +261,8 @@ def use_random_teachers(cfg, tmpdir: str, cache: Dict[str, str]) -> Dict[str, st
     templates; return what each replaced, for the report."""
     model_cfg = cfg.model
     replaced = {}
-    for name, teacher in _teacher_entries(model_cfg).items():
+    for key, teacher in pretrained_teacher_configs(model_cfg).items():
+        name = key.split('.')[-1]  # (a trainable teacher trains from its own start)
         source = teacher.get('config', teacher.get('model'))
         key = json.dumps([str(teacher.get('scope')), source], sort_keys=True, default=str)
         if key not in cache:
@@ -343,7 +346,7 @@ def describe_distiller(distiller, methods: dict) -> dict:
         t = distiller.teacher_info(name)
         teachers[name] = dict(model=type(t.model).__name__, scope=t.scope, source=t.source,
                               checkpoint=str(t.checkpoint), parameters=count(t.model),
-                              view=describe_view(t.view))
+                              view=describe_view(t.view), kind=t.kind)
     blocks = {}
     for name, block in distiller.blocks.items():
         given, defaults = method_arguments(block.method, methods[name])
@@ -459,8 +462,10 @@ def format_report(r: dict) -> str:
         lines.append(f'Teacher {name!r}: {t["model"]} ({t["scope"]}) from {t["source"]}, '
                      f'{t["parameters"]:,} parameters')
         was = replaced.get(f'teacher {name!r}')
+        trained = ' (trainable: trained in the run from these)' \
+            if t.get('kind') == 'trainable' else ''
         lines.append('    weights: ' + (f'random (--random-teachers; the config loads {was})'
-                                        if was is not None else t['checkpoint']))
+                                        if was is not None else t['checkpoint']) + trained)
         lines.append(f'    input:   {t["view"]["text"]}')
         if t['view']['privileged']:
             lines.append(f'    privileged inputs (never given to the student): '

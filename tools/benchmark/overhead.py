@@ -165,10 +165,10 @@ def build(config, device, random_teacher, batch_size, copies=2, seed=0):
     model_cfg = cfg.model
     if cfg.get('data_preprocessor'):
         model_cfg.data_preprocessor = cfg.data_preprocessor
-    teacher_cfgs = model_cfg.teachers if model_cfg.get('teachers') else dict(
-        teacher=model_cfg.teacher)
+    from mmkd.utils import pretrained_teacher_configs
     with tempfile.TemporaryDirectory() as tmp:
-        for name, t in teacher_cfgs.items():
+        for key, t in pretrained_teacher_configs(model_cfg).items():
+            name = key.split('.')[-1]
             ckpt = t.checkpoint
             if random_teacher or ckpt.startswith(('http://', 'https://')) or \
                     not osp.isfile(ckpt):
@@ -285,7 +285,7 @@ def make_phases(distiller, parts, inputs, samples, breakdown=False, sync=lambda:
         return leaf
     values = {}
     for name, block in parts.blocks.items():
-        s = block.student_value(parts.student_recorder)
+        s = block.student_value(parts._learner_recorder(block))  # (a trainable teacher's)
         t = block.teacher_value(parts._teachers)
         values[name] = (map_tensors(student_leaf, s),
                         map_tensors(lambda x: x.detach().clone(), t))
