@@ -2,6 +2,7 @@
 trainable teachers (online / mutual learning), with one optimiser per part
 (mmkd.DistillerOptimWrapperConstructor), through tools/train.py, --resume and tools/test.py."""
 import os.path as osp
+import pickle
 
 import pytest
 import torch
@@ -229,9 +230,22 @@ def test_mutual_learning_trains_resumes_bit_exactly_and_tests_each_model(tmp_pat
     assert set(a['optimizer']) == {'student', 'peer'}
     ckpt = str(work / 'epoch_2.pth')
     run_tool(['tools/test.py', full, ckpt, '--work-dir', str(tmp_path / 't1')])
-    peer = run_tool(['tools/test.py', full, ckpt, '--teacher', 'peer',
-                     '--work-dir', str(tmp_path / 't2')]).stdout
+    peer = run_tool(['tools/test.py', full, ckpt, '--teacher', 'peer', '--out',
+                     str(tmp_path / 'in_run.pkl'), '--work-dir', str(tmp_path / 't2')]).stdout
     assert 'accuracy/top1: ' in peer
+    # Exported alone (its weights and, from the run record, its config), the peer predicts
+    # exactly as it did inside the distiller.
+    out = run_tool(['tools/model_converters/extract_student.py', ckpt, str(tmp_path / 'peer.pth'),
+                    '--model', 'peer', '--config-out', str(tmp_path / 'peer.py')]).stdout
+    assert "tensors of the teacher 'peer'" in out
+    run_tool(['tools/test.py', str(tmp_path / 'peer.py'), str(tmp_path / 'peer.pth'), '--out',
+              str(tmp_path / 'alone.pkl'), '--work-dir', str(tmp_path / 't4')])
+    in_run, alone = (pickle.load(open(tmp_path / f, 'rb')) for f in ('in_run.pkl', 'alone.pkl'))
+    assert len(in_run) == len(alone) == 64
+    assert all(torch.equal(a['pred_score'], b['pred_score']) for a, b in zip(in_run, alone))
+    wrong = run_tool(['tools/model_converters/extract_student.py', ckpt,
+                      str(tmp_path / 'x.pth'), '--model', 'pear'], check=False)
+    assert wrong.returncode != 0 and "holds ['peer']" in wrong.stdout
     # The peer is read from the run's checkpoint: without its weights there, it is refused.
     stripped = tmp_path / 'no_peer.pth'
     torch.save(dict(a, state_dict={k: v for k, v in a['state_dict'].items()

@@ -226,13 +226,18 @@ def _is_distillation_piece(value) -> bool:
     return all(_is_distillation_piece(v) for v in value.values())
 
 
-def student_config_from_record(record: dict) -> dict:
+def student_config_from_record(record: dict, part: str = 'student') -> dict:
     """The exported student's config (data): the run's config with ``model`` replaced by the
     student (with its inserts, ``mmkd.StudentWithInserts``, when it has any), and without what
     only the distillation used: :data:`RUN_ONLY_KEYS`, top-level helper variables holding a
     block, an insert or a teacher (written as a variable and used in ``model``), mmkd's
-    distillation wrapper and training hooks."""
+    distillation wrapper and training hooks. An ``optim_wrapper`` with one optimiser per part
+    (``mmkd.DistillerOptimWrapperConstructor``) becomes the exported ``part``'s own."""
     config = dict(record['config'])
+    optim = config.get('optim_wrapper')
+    if isinstance(optim, dict) and 'DistillerOptimWrapperConstructor' in str(
+            optim.get('constructor')) and isinstance(optim.get(part), dict):
+        config['optim_wrapper'] = dict(optim[part])
     for key in list(config):
         if key in RUN_ONLY_KEYS or (key != 'model' and _is_distillation_piece(config[key])):
             config.pop(key)

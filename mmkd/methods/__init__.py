@@ -1,14 +1,18 @@
 from .ab import AB
 from .attention_kd import AFD, AT, RTK, spatial_attention_map
 from .base import BaseDistillMethod, LevelwiseMethod
+from .byot import BYOT, masked_feature_l2
 from .cc import CC, gaussian_correlation
 from .channel_kd import CWD, PKD, channel_standardize
 from .crd import CRD
+from .crosskd import CrossKD, align_scale
 from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoiseAdapter,
                      LinearAutoEncoder)
 from .dist import DIST
 from .dkd import DKD, RLD, decoupled_kl
 from .ensemble_kd import EnsembleKD
+from .fbkd import FBKD
+from .fgd import FGD, FGDLevel, fgd_attention, fgd_masks
 from .feature_mse import ConvReg, FeatureMSE
 from .fsp import FSP, fsp_matrix
 from .ft import FT, Paraphraser, Translator, factor_transfer_loss
@@ -26,6 +30,7 @@ from .reviewkd import ABF, ReviewKD, hcl
 from .rkd import RKD
 from .sp import SP
 from .srrl import SRRL
+from .teacher_path import TeacherPath
 from .vid import VID
 from .vkd import OrthogonalProjector, VkD
 from .wsld import WSLD
@@ -38,4 +43,6 @@ __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIS
            'CWD', 'PKD', 'channel_standardize', 'AT', 'ConvReg', 'LD', 'RKD', 'SP', 'PKT',
            'ReviewKD', 'ABF', 'hcl', 'WSLD', 'SRRL', 'FSP', 'fsp_matrix', 'CC',
            'gaussian_correlation', 'MLKD', 'CRD', 'OFD', 'AB', 'FT', 'Paraphraser', 'Translator',
-           'factor_transfer_loss', 'VID', 'NST', 'KDSVD']
+           'factor_transfer_loss', 'VID', 'NST', 'KDSVD', 'BYOT',
+           'masked_feature_l2', 'FBKD', 'FGD', 'FGDLevel', 'fgd_attention', 'fgd_masks',
+           'CrossKD', 'align_scale', 'TeacherPath']

@@ -2,8 +2,9 @@
 from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, InvolutionPatchStem,
                         LinearPatchStem, RedNet, StemTokenViT, convert_rednet_checkpoint,
                         convert_vit_checkpoint)
+from .aux_exit import AuxExit
 from .heads import MultiTokenClsHead, QualityRegressionHead
 
 __all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
            'LinearPatchStem', 'RedNet', 'StemTokenViT', 'MultiTokenClsHead', 'QualityRegressionHead',
-           'convert_rednet_checkpoint', 'convert_vit_checkpoint']
+           'convert_rednet_checkpoint', 'convert_vit_checkpoint', 'AuxExit']
