@@ -107,6 +107,27 @@ def test_trainable_teacher_is_a_submodule_with_its_own_losses_and_gradients():
     assert moved('peer.loss') == {'peer'} and moved('student.loss') == {'student'}
 
 
+def test_trainable_teacher_is_initialised_unless_it_has_a_checkpoint(tmp_path):
+    """init_weights() (the Runner's, after the build) initialises a trainable teacher that has
+    no checkpoint as the student is initialised, and leaves one loaded from a file alone."""
+    d = dml_distiller()
+    before = {k: v.clone() for k, v in d.trainable_teachers.peer.state_dict().items()}
+    d.init_weights()
+    changed = [k for k, v in d.trainable_teachers.peer.state_dict().items()
+               if not torch.equal(v, before[k])]
+    assert any(k.startswith('backbone.') for k in changed)
+    path = str(tmp_path / 'peer.pth')
+    torch.save(dict(state_dict=before), path)
+    student = student_cfg()
+    d = build(dict(
+        type='mmkd.Distiller', student=student, dry_run_input_shape=(2, 3, 16, 16),
+        teachers=dict(peer=dict(model=student, checkpoint=path, trainable=True)),
+        blocks=dict(kd=dict(student='head.fc', teacher='peer:head.fc', method='LogitKD'))))
+    d.init_weights()
+    assert all(torch.equal(v, before[k])
+               for k, v in d.trainable_teachers.peer.state_dict().items())
+
+
 def test_mutual_learning_equals_the_authors_dml_losses():
     """DML's authors (YingZhangDUT/Deep-Mutual-Learning 34a2058, train_models.py,
     ``_tower_loss`` and ``kl_loss_compute``): network i minimises

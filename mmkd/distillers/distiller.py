@@ -389,7 +389,7 @@ class Distiller(BaseModel):
         return self._teachers[name]
 
     def _sole_teacher(self, what: str) -> str:
-        names = [n for n in self._teachers if n != SELF]
+        names = list(self.teachers)
         if len(names) != 1:
             # Not AttributeError: nn.Module.__getattr__ would replace the message.
             raise RuntimeError(f'`{what}` is for a distiller with one teacher; this one has '
@@ -400,8 +400,7 @@ class Distiller(BaseModel):
     def _teacher_desc(self, name: str) -> str:
         if name == SELF:
             return 'student (as its own teacher, "self")'
-        return ('teacher' if [n for n in self._teachers if n != SELF] == [SOLE_TEACHER]
-                else f'teacher {name!r}')
+        return 'teacher' if list(self.teachers) == [SOLE_TEACHER] else f'teacher {name!r}'
 
     def _eval_teacher_name(self) -> Optional[str]:
         value = self.eval_teacher
@@ -580,7 +579,7 @@ class Distiller(BaseModel):
         if not isinstance(blocks, dict) or not blocks:
             raise ValueError('`blocks` must be a non-empty dict: name -> dict(student=..., '
                              'teacher=..., method=dict(type=...), loss_weight=...).')
-        names = [n for n in self._teachers if n != SELF]  # an unprefixed point's candidates
+        names = list(self.teachers)  # an unprefixed point's candidates (not 'self')
         trainable = [n for n, t in self._teachers.items() if t.trainable]
         self.blocks: Dict[str, DistillBlock] = {}
         methods = {}
@@ -682,6 +681,13 @@ class Distiller(BaseModel):
 
     def init_weights(self):
         super().init_weights()
+        # A trainable teacher without a checkpoint starts from its own initialisation, as the
+        # student does (after the student's, so the student draws what a plain run draws);
+        # one with a checkpoint keeps its loaded weights. (MMEngine does not reach a model
+        # inside a ModuleDict, which has no init_weights of its own.)
+        for t in self._teachers.values():
+            if t.trainable and t.checkpoint is None and hasattr(t.model, 'init_weights'):
+                t.model.init_weights()
         if self.init_student_from is None:
             return
         name, prefixes = self.init_student_from['teacher'], self.init_student_from['prefixes']
