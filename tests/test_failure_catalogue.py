@@ -19,7 +19,10 @@ Sections, in this order:
   files, missing images and references, each naming the file, the row and the setting.
 - **Kinds of teacher** (issue 32), among the config cases: the student itself
   (``teachers.self``), a learner that is not a trainable teacher, a frozen teacher without
-  weights; and the optimiser parts of ``mmkd.DistillerOptimWrapperConstructor``.
+  weights; and the optimiser parts of ``mmkd.DistillerOptimWrapperConstructor``. The
+  data-free distiller's refusals (a training batch of images where latent seeds belong, one
+  optimiser where the student and the generator each need theirs, bad generator settings,
+  ``mmkd.LatentDataset`` arguments) are in tests/test_data_free.py.
 - **Training logs** (issue 29): ``tools/analysis/plot_curves.py`` reads ``scalars.json`` one
   line at a time with ``json.loads`` (never code); a damaged line before the end stops it
   naming the file and the line, a half-written last line is skipped. Package metafiles are

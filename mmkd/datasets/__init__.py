@@ -9,6 +9,7 @@ Importing this package registers the datasets in ``mmkd.registry.DATASETS``, so 
 ``type='mmkd.DigitsDataset'`` etc. from any default scope.
 """
 from .digits import DIGIT_CLASSES, DigitsDataset, digit_to_image, stratified_split
+from .latent import LatentDataset
 from .transforms import LoadImageFromFileAs, PackImageField, StackImages
 from .transforms_multiview import MultiViews, multiview_collate
 from .iqa import (IQADataset, KADID10kDataset, KonIQ10kDataset, LIVEChallengeDataset, LIVEDataset,
@@ -23,5 +24,5 @@ __all__ = [
     'SHAPE_PALETTE', 'SEG_CLASSES', 'SEG_PALETTE', 'PackImageField', 'LoadImageFromFileAs',
     'StackImages', 'MultiViews', 'multiview_collate',
     'IQADataset', 'LIVEDataset', 'LIVEChallengeDataset', 'KonIQ10kDataset', 'KADID10kDataset',
-    'split_by_content', 'SyntheticIQADataset', 'make_synthetic_iqa'
+    'split_by_content', 'SyntheticIQADataset', 'make_synthetic_iqa', 'LatentDataset'
 ]

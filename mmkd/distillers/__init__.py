@@ -8,8 +8,9 @@ from .inserts import attach_inserts, build_student_with_inserts
 from .distiller import DistillBlock, Distiller, NonFiniteError, SingleTeacherDistiller
 from .ddp import DistillerDataParallel  # noqa: E402  (after the distiller it wraps)
 from .optim import DistillerOptimWrapperConstructor
+from .data_free import DataFreeDistiller  # noqa: E402  (a Distiller subclass)
 
-__all__ = ['Distiller', 'DistillerOptimWrapperConstructor', 'SingleTeacherDistiller', 'DistillBlock', 'DistillerDataParallel',
+__all__ = ['Distiller', 'DistillerOptimWrapperConstructor', 'DataFreeDistiller', 'SingleTeacherDistiller', 'DistillBlock', 'DistillerDataParallel',
            'NonFiniteError', 'Teacher', 'TeacherView', 'Normalisation', 'LossWeight',
            'Constant', 'LinearWarmup', 'Step', 'CosineDecay', 'SCHEDULES', 'build_loss_weight',
            'attach_inserts', 'build_student_with_inserts', 'build_model_in_scope', 'infer_model_scope', 'load_checkpoint_strict',

@@ -879,13 +879,15 @@ class Distiller(BaseModel):
             out.append(kept)
         return out
 
-    def record_teachers(self, inputs, data_samples=None) -> Dict[str, torch.Tensor]:
-        """Run every teacher on its view of the batch (a frozen one without grad, a trainable
-        one in ``loss`` mode); values land in ``teacher_info(name).recorder.data``. Returns
-        the trainable teachers' own losses as ``{'<name>.loss_*': ...}``."""
+    def record_teachers(self, inputs, data_samples=None,
+                        grad: bool = False) -> Dict[str, torch.Tensor]:
+        """Run every teacher on its view of the batch (a frozen one without grad unless
+        ``grad``, a trainable one in ``loss`` mode); values land in
+        ``teacher_info(name).recorder.data``. Returns the trainable teachers' own losses as
+        ``{'<name>.loss_*': ...}``."""
         losses = {}
         for name, t in self._teachers.items():
-            for key, value in t.record(inputs, data_samples, self._record).items():
+            for key, value in t.record(inputs, data_samples, self._record, grad).items():
                 losses[f'{name}.{key}'] = value
         return losses
 

@@ -77,7 +77,7 @@ class SelfTeacher:
         self.source = 'the student itself'
         self.desc = 'the student itself (teacher points "self:...")'
 
-    def record(self, inputs, data_samples, record_fn) -> dict:
+    def record(self, inputs, data_samples, record_fn, grad: bool = False) -> dict:
         return {}
 
     def get(self, point, learner: bool = False):
@@ -94,8 +94,9 @@ class TrainableTeacher(Teacher):
     kind = 'trainable'
     trainable = True
 
-    def record(self, inputs, data_samples, record_fn) -> dict:
-        """Its task losses on its view of the batch, with its record points filled."""
+    def record(self, inputs, data_samples, record_fn, grad: bool = True) -> dict:
+        """Its task losses on its view of the batch, with its record points filled (always
+        with gradients: it learns)."""
         self.recorder.start()
         try:
             losses = self.model(self.view(inputs, data_samples), data_samples, mode='loss')

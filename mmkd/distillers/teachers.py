@@ -369,10 +369,12 @@ class Teacher:
         self.recorder = None  # set once the blocks are known
         self.desc = f'teacher {name!r} ({source})'
 
-    def record(self, inputs, data_samples, record_fn) -> dict:
-        """Run on its view of the batch without gradients (``record_fn`` is the distiller's
-        forward with the recorder on); a frozen teacher has no losses of its own."""
-        with torch.no_grad():
+    def record(self, inputs, data_samples, record_fn, grad: bool = False) -> dict:
+        """Run on its view of the batch (``record_fn`` is the distiller's forward with the
+        recorder on); a frozen teacher has no losses of its own. Without gradients, unless
+        ``grad``: its weights stay frozen, but the graph to its input is kept (a data-free
+        generator learns through the teacher)."""
+        with torch.set_grad_enabled(grad):
             record_fn(self.recorder, self.model, self.view(inputs, data_samples), data_samples)
         return {}
 

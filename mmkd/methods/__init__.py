@@ -6,6 +6,7 @@ from .cc import CC, gaussian_correlation
 from .channel_kd import CWD, PKD, channel_standardize
 from .crd import CRD
 from .crosskd import CrossKD, align_scale
+from .data_free_losses import DAFLGeneratorLoss, LogitL1, ZSKTKL
 from .diffkd import (DDIMSampler, DiffKD, DiffKDDenoiser, DiffKDLevel, DiffKDNoiseAdapter,
                      LinearAutoEncoder)
 from .dist import DIST
@@ -45,4 +46,4 @@ __all__ = ['BaseDistillMethod', 'LevelwiseMethod', 'FeatureMSE', 'LogitKD', 'DIS
            'gaussian_correlation', 'MLKD', 'CRD', 'OFD', 'AB', 'FT', 'Paraphraser', 'Translator',
            'factor_transfer_loss', 'VID', 'NST', 'KDSVD', 'BYOT',
            'masked_feature_l2', 'FBKD', 'FGD', 'FGDLevel', 'fgd_attention', 'fgd_masks',
-           'CrossKD', 'align_scale', 'TeacherPath']
+           'CrossKD', 'align_scale', 'TeacherPath', 'DAFLGeneratorLoss', 'LogitL1', 'ZSKTKL']

@@ -3,8 +3,10 @@ from .backbones import (CifarResNet, CifarWideResNet, ConvPatchStem, InvolutionP
                         LinearPatchStem, RedNet, StemTokenViT, convert_rednet_checkpoint,
                         convert_vit_checkpoint)
 from .aux_exit import AuxExit
+from .generators import BaseGenerator, DAFLGenerator, ZSKTGenerator
 from .heads import MultiTokenClsHead, QualityRegressionHead
 
 __all__ = ['CifarResNet', 'CifarWideResNet', 'ConvPatchStem', 'InvolutionPatchStem',
            'LinearPatchStem', 'RedNet', 'StemTokenViT', 'MultiTokenClsHead', 'QualityRegressionHead',
-           'convert_rednet_checkpoint', 'convert_vit_checkpoint', 'AuxExit']
+           'convert_rednet_checkpoint', 'convert_vit_checkpoint', 'AuxExit',
+           'BaseGenerator', 'DAFLGenerator', 'ZSKTGenerator']
