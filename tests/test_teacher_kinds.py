@@ -213,9 +213,9 @@ def test_several_optimisers_refuse_mixed_precision():
 
 
 # ------------------------------------------------------------------ through the tools
-def _dml_config(tmp_path, name, interrupt=None):
+def _dml_config(tmp_path, name, interrupt=None, epochs=2):
     lines = [f'_base_ = {DML!r}',
-             'train_cfg = dict(max_epochs=2, val_interval=1)',
+             f'train_cfg = dict(max_epochs={epochs}, val_interval=1)',
              'train_dataloader = dict(batch_size=32, dataset=dict(indices=96))',
              'val_dataloader = dict(dataset=dict(indices=64))',
              'test_dataloader = val_dataloader',
@@ -229,27 +229,19 @@ def _dml_config(tmp_path, name, interrupt=None):
     return str(path)
 
 
-def test_mutual_learning_trains_resumes_bit_exactly_and_tests_each_model(tmp_path):
-    """DML through tools/train.py with two optimisers: interrupted after epoch 1, resumed,
-    equal to the uninterrupted run bit for bit (both networks and both optimisers); then
-    tools/test.py scores the student and, with --teacher peer, the peer from the same file."""
-    full = _dml_config(tmp_path, 'full')
-    out = run_tool(['tools/train.py', full, '--work-dir', str(tmp_path / 'full')]).stdout
+def test_mutual_learning_trains_and_tests_and_exports_each_model(tmp_path):
+    """DML through tools/train.py with two optimisers (one epoch); tools/test.py scores the
+    student and, with --teacher peer, the peer from the same file; the peer exported alone
+    predicts exactly as inside the distiller. (Resuming it bit-exactly: the slow test below
+    and tests/test_resume.py's grid of every demo config.)"""
+    full = _dml_config(tmp_path, 'full', epochs=1)
+    work = tmp_path / 'full'
+    out = run_tool(['tools/train.py', full, '--work-dir', str(work)]).stdout
     assert 'student.lr:' in out and 'peer.lr:' in out and 'peer.loss:' in out
-    cut = _dml_config(tmp_path, 'cut', 'epoch=1')
-    work = tmp_path / 'cut'
-    first = run_tool(['tools/train.py', cut, '--work-dir', str(work)], check=False,
-                     env=dict(PYTHONPATH=osp.join(REPO, 'tests')))
-    assert first.returncode != 0 and (work / 'epoch_1.pth').exists()
-    run_tool(['tools/train.py', full, '--work-dir', str(work), '--resume'])
-    a = safe_torch_load(str(tmp_path / 'full' / 'epoch_2.pth'))
-    b = safe_torch_load(str(work / 'epoch_2.pth'))
+    ckpt = str(work / 'epoch_1.pth')
+    a = safe_torch_load(ckpt)
     assert any(k.startswith('trainable_teachers.peer.') for k in a['state_dict'])
-    different = [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k],
-                                                               b['state_dict'][k])]
-    assert not different, different[:5]
     assert set(a['optimizer']) == {'student', 'peer'}
-    ckpt = str(work / 'epoch_2.pth')
     run_tool(['tools/test.py', full, ckpt, '--work-dir', str(tmp_path / 't1')])
     peer = run_tool(['tools/test.py', full, ckpt, '--teacher', 'peer', '--out',
                      str(tmp_path / 'in_run.pkl'), '--work-dir', str(tmp_path / 't2')]).stdout
@@ -276,3 +268,26 @@ def test_mutual_learning_trains_resumes_bit_exactly_and_tests_each_model(tmp_pat
     assert refused.returncode != 0 and 'does not hold' in refused.stdout
     missing = run_tool(['tools/test.py', full, '--teacher', 'peer'], check=False)
     assert missing.returncode != 0 and 'give the run\'s CHECKPOINT' in missing.stdout
+
+
+@pytest.mark.slow
+def test_mutual_learning_resumes_bit_exactly(tmp_path):
+    """Interrupted after epoch 1 of 2 and resumed: both networks and both optimisers' states
+    equal the uninterrupted run's, bit for bit."""
+    full = _dml_config(tmp_path, 'full')
+    run_tool(['tools/train.py', full, '--work-dir', str(tmp_path / 'full')])
+    cut = _dml_config(tmp_path, 'cut', 'epoch=1')
+    work = tmp_path / 'cut'
+    first = run_tool(['tools/train.py', cut, '--work-dir', str(work)], check=False,
+                     env=dict(PYTHONPATH=osp.join(REPO, 'tests')))
+    assert first.returncode != 0 and (work / 'epoch_1.pth').exists()
+    run_tool(['tools/train.py', full, '--work-dir', str(work), '--resume'])
+    a = safe_torch_load(str(tmp_path / 'full' / 'epoch_2.pth'))
+    b = safe_torch_load(str(work / 'epoch_2.pth'))
+    different = [k for k in a['state_dict'] if not torch.equal(a['state_dict'][k],
+                                                               b['state_dict'][k])]
+    assert not different, different[:5]
+    for part in ('student', 'peer'):
+        sa, sb = a['optimizer'][part]['state'], b['optimizer'][part]['state']
+        assert sa.keys() == sb.keys() and all(
+            torch.equal(sa[i]['momentum_buffer'], sb[i]['momentum_buffer']) for i in sa)
