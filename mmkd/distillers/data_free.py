@@ -348,11 +348,16 @@ class DataFreeDistiller(Distiller):
             skip = self._check_finite_losses(losses, x)
             self._clear_records()
         parsed, log_vars = self.parse_losses(losses)
+        return self._update(wrapper, parsed, log_vars, skip)
+
+    @staticmethod
+    def _update(wrapper, parsed, log_vars, skip: bool) -> Dict[str, torch.Tensor]:
+        """One optimiser's update from its part's loss, or none for a step the non-finite
+        policy skips (then its non-finite values are left out of the log)."""
         if skip:
             wrapper.zero_grad()
-            log_vars = {k: v for k, v in log_vars.items() if torch.isfinite(v).all()}
-        else:
-            wrapper.update_params(parsed)
+            return {k: v for k, v in log_vars.items() if torch.isfinite(v).all()}
+        wrapper.update_params(parsed)
         return log_vars
 
     def _generator_step(self, z: torch.Tensor, wrapper) -> Dict[str, torch.Tensor]:
@@ -382,9 +387,4 @@ class DataFreeDistiller(Distiller):
         parsed, log_vars = self.parse_losses(losses)
         log_vars = {('generator.loss' if k == 'loss' else k): v.detach()
                     for k, v in log_vars.items()}
-        if skip:
-            wrapper.zero_grad()
-            log_vars = {k: v for k, v in log_vars.items() if torch.isfinite(v).all()}
-        else:
-            wrapper.update_params(parsed)
-        return log_vars
+        return self._update(wrapper, parsed, log_vars, skip)
