@@ -163,6 +163,39 @@ def test_mutual_learning_equals_the_authors_dml_losses():
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_online_ensemble_each_network_learns_from_all_detached():
+    """The online ensemble of docs/methods/online_distillation.md: each network learns from
+    EnsembleKD over every network's detached logits (its own included); each block moves only
+    its learner, and its loss equals KL(softmax(mean logits / tau) || softmax(z / tau)) tau^2
+    written out (float64, rtol 1e-10)."""
+    import torch.nn.functional as F
+    student = student_cfg()
+    method = dict(type='EnsembleKD', combine='mean_logit', tau=3.0)
+    d = build(dict(
+        type='mmkd.Distiller', student=student, dry_run_input_shape=(2, 3, 16, 16),
+        teachers=dict(peer=dict(model=student, checkpoint=None, trainable=True)),
+        blocks=dict(student=dict(student='head.fc', teacher=['self:head.fc', 'peer:head.fc'],
+                                 method=method),
+                    peer=dict(student='peer:head.fc', teacher=['self:head.fc', 'peer:head.fc'],
+                              method=method)))).double()
+    d.train()
+    inputs, samples = batch()
+    losses = d.loss(inputs.double(), samples)
+    nets = dict(student=d.student, peer=d.trainable_teachers.peer)
+    logits = {n: m(inputs.double(), mode='tensor') for n, m in nets.items()}
+    target = F.softmax((logits['student'] + logits['peer']).detach() / 2 / 3.0, 1)
+    for name, net in nets.items():
+        expected = F.kl_div(F.log_softmax(logits[name] / 3.0, 1), target,
+                            reduction='batchmean') * 9.0
+        torch.testing.assert_close(losses[f'distill.{name}.loss_kd'], expected, rtol=1e-10,
+                                   atol=0)
+        d.zero_grad()
+        losses[f'distill.{name}.loss_kd'].backward(retain_graph=True)
+        for other, module in nets.items():
+            moved = any(p.grad is not None and p.grad.any() for p in module.parameters())
+            assert moved == (other == name), (name, other)
+
+
 def test_learner_must_be_a_trainable_teacher(teacher_ckpts):
     model = digits_cfg(teacher_ckpts['digits'], blocks=dict(kd=dict(
         student='teacher:head.fc', teacher='head.fc', method='LogitKD')))
