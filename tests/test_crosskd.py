@@ -8,7 +8,9 @@ float64: the losses and the gradients w.r.t. the student's FPN features (through
 the crossing point) and the student head's parameters agree to rtol 1e-9 / atol 1e-12 (their
 GFL `.float()` on box predictions, an AMP upcast, is kept as an upcast only: see `up`).
 Then: the authors' held features are post-ReLU (their in-place ReLU), the pre_activation
-option, errors, and the shapes-det demo config through a Distiller (random teacher)."""
+option, errors, and the shapes-det demo config through a Distiller (random teacher). At the
+end, the ATSS and FCOS heads against the authors' crosskd_atss.py / crosskd_fcos.py (same
+commit, same tolerance; FCOS with and without norm_on_bbox)."""
 import os.path as osp
 
 import pytest
@@ -444,3 +446,260 @@ def test_the_conv_module_output_is_the_same_record_point_by_default():
                        record(teacher, crossing + POINTS['gfl'][1], t_fpn, False), data)
     for key in by_norm:
         torch.testing.assert_close(by_module[key], by_norm[key], **TOL)
+
+
+# ------------------------------------------------------------------ ATSS and FCOS
+# The authors' CrossKDATSS (crosskd_atss.py) and CrossKDFCOS (crosskd_fcos.py) at 87e156a4,
+# written out below: forward_hkd_single, reuse_teacher_head, loss_by_feat's KD terms and
+# pred_imitation_loss_single (ATSS); kd_cfg from configs/crosskd/crosskd_r50_atss_r101_fpn_1x_
+# coco.py (KDQualityFocalLoss beta 1 weight 1, GIoULoss 1, CrossEntropyLoss(use_sigmoid) 1,
+# k = 3) and crosskd_r50_fcos_r101-2x-ms_caffe_fpn_gn-head_2x_ms_coco.py (KDQualityFocalLoss
+# beta 1 weight 0.4, IoULoss 0.75, k = 2). Same tolerance (rtol 1e-9 / atol 1e-12, float64).
+# The centerness KD is mmdet's CrossEntropyLoss (theirs and ours), whose binary_cross_entropy
+# casts the soft label and the weights to float32 (`label.float()`, `weight.float()`): written
+# out with the same casts, so the comparison stays exact.
+ATSS = dict(COMMON, type='ATSSHead',
+            norm_cfg=dict(type='GN', num_groups=4, requires_grad=True),
+            anchor_generator=dict(type='AnchorGenerator', ratios=[1.0], octave_base_scale=2,
+                                  scales_per_octave=1, strides=list(STRIDES)),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
+                            target_stds=[0.1, 0.1, 0.2, 0.2]),
+            loss_bbox=dict(type='GIoULoss', loss_weight=2.0),
+            train_cfg=dict(assigner=dict(type='ATSSAssigner', topk=9), allowed_border=-1,
+                           pos_weight=-1, debug=False))
+FCOS = dict(COMMON, type='FCOSHead', strides=list(STRIDES), regress_ranges=((-1, 16), (16, 1e8)),
+            norm_cfg=dict(type='GN', num_groups=4, requires_grad=True),
+            loss_bbox=dict(type='IoULoss', loss_weight=1.0), train_cfg=dict())
+FCOS_NORM = dict(FCOS, norm_on_bbox=True, centerness_on_reg=True)
+PREDS = dict(atss=['bbox_head.atss_cls', 'bbox_head.scales.*', 'bbox_head.atss_centerness'],
+             fcos=['bbox_head.conv_cls', 'bbox_head.scales.*'])
+
+
+def authors_forward_hkd_single(x, scale, stride, module, idx, kind):
+    head = module.bbox_head
+    cls_feat, reg_feat = x, x
+    cls_feat_hold, reg_feat_hold = x, x
+    for i, cls_conv in enumerate(head.cls_convs):
+        cls_feat = cls_conv(cls_feat, activate=False)
+        if i + 1 == idx:
+            cls_feat_hold = cls_feat
+        cls_feat = cls_conv.activate(cls_feat)
+    for i, reg_conv in enumerate(head.reg_convs):
+        reg_feat = reg_conv(reg_feat, activate=False)
+        if i + 1 == idx:
+            reg_feat_hold = reg_feat
+        reg_feat = reg_conv.activate(reg_feat)
+    if kind == 'atss':
+        cls_score = head.atss_cls(cls_feat)
+        bbox_pred = up(scale(head.atss_reg(reg_feat)))
+        centerness = head.atss_centerness(reg_feat)
+        return cls_score, bbox_pred, centerness, cls_feat_hold, reg_feat_hold
+    cls_score = head.conv_cls(cls_feat)
+    bbox_pred = up(scale(head.conv_reg(reg_feat)))
+    centerness = head.conv_centerness(reg_feat if head.centerness_on_reg else cls_feat)
+    if head.norm_on_bbox:
+        bbox_pred = bbox_pred.clamp(min=0)
+        if not head.training:
+            bbox_pred *= stride
+    else:
+        bbox_pred = bbox_pred.exp()
+    return cls_score, bbox_pred, centerness, cls_feat_hold, reg_feat_hold
+
+
+def authors_reuse_teacher_head_v2(tea_cls_feat, tea_reg_feat, stu_cls_feat, stu_reg_feat,
+                                  scale, stride, teacher, idx, kind):
+    reused_cls_feat = authors_align_scale(stu_cls_feat, tea_cls_feat)
+    reused_reg_feat = authors_align_scale(stu_reg_feat, tea_reg_feat)
+    if idx != 0:
+        reused_cls_feat = F.relu(reused_cls_feat)
+        reused_reg_feat = F.relu(reused_reg_feat)
+    module = teacher.bbox_head
+    for i in range(idx, module.stacked_convs):
+        reused_cls_feat = module.cls_convs[i](reused_cls_feat)
+        reused_reg_feat = module.reg_convs[i](reused_reg_feat)
+    if kind == 'atss':
+        return (module.atss_cls(reused_cls_feat), up(scale(module.atss_reg(reused_reg_feat))),
+                module.atss_centerness(reused_reg_feat))
+    reused_cls_score = module.conv_cls(reused_cls_feat)
+    reused_bbox_pred = up(scale(module.conv_reg(reused_reg_feat)))
+    reused_centerness = module.conv_centerness(
+        reused_reg_feat if module.centerness_on_reg else reused_cls_feat)
+    if module.norm_on_bbox:
+        reused_bbox_pred = reused_bbox_pred.clamp(min=0)
+        if not module.training:
+            reused_bbox_pred *= stride
+    else:
+        reused_bbox_pred = reused_bbox_pred.exp()
+    return reused_cls_score, reused_bbox_pred, reused_centerness
+
+
+def authors_kd_qfl_no_weight(pred, target, beta, avg_factor):
+    target = target.detach().sigmoid()
+    loss = F.binary_cross_entropy_with_logits(pred, target, reduction='none')
+    loss = loss * torch.abs(pred.sigmoid() - target).pow(beta)
+    return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+
+
+def authors_center_bce(pred, label, avg_factor):
+    """mmdet CrossEntropyLoss(use_sigmoid=True) with a soft label of pred's shape: its
+    binary_cross_entropy (valid mask label >= 0, `.float()` casts), mean with avg_factor."""
+    weight = ((label >= 0) & (label != -100)).float()
+    loss = F.binary_cross_entropy_with_logits(pred, label.float(), reduction='none')
+    return (loss * weight).sum() / (avg_factor + torch.finfo(torch.float32).eps)
+
+
+def authors_losses_v2(student, teacher, s_fpn, t_fpn, data, kind, idx):
+    """CrossKDATSS / CrossKDFCOS loss() up to the KD terms of loss_by_feat."""
+    from mmdet.models.losses import GIoULoss, IoULoss
+    from mmdet.models.utils import multi_apply, unpack_gt_instances
+    from mmdet.utils import reduce_mean
+    head = student.bbox_head
+    strides = list(getattr(teacher.bbox_head, 'strides', [None] * len(s_fpn)))
+    with torch.no_grad():
+        tea = multi_apply(authors_forward_hkd_single, t_fpn, list(teacher.bbox_head.scales),
+                          strides, module=teacher, idx=idx, kind=kind)
+    tea_cls_scores, tea_bbox_preds, tea_centernesses, tea_cls_hold, tea_reg_hold = tea
+    stu = multi_apply(authors_forward_hkd_single, s_fpn, list(head.scales), strides,
+                      module=student, idx=idx, kind=kind)
+    reused = multi_apply(authors_reuse_teacher_head_v2, tea_cls_hold, tea_reg_hold, stu[3],
+                         stu[4], list(teacher.bbox_head.scales), strides, teacher=teacher,
+                         idx=idx, kind=kind)
+    reused_cls_scores, reused_bbox_preds, reused_centernesses = reused
+    gts, ignores, metas = unpack_gt_instances(data)
+    if kind == 'atss':
+        anchor_list, valid = head.get_anchors([c.shape[-2:] for c in stu[0]], metas,
+                                              device='cpu')
+        (anchor_list, labels_list, label_weights_list, _, _, avg_factor) = head.get_targets(
+            anchor_list, valid, gts, metas, batch_gt_instances_ignore=ignores)
+        avg_factor = reduce_mean(torch.tensor(avg_factor, dtype=torch.float)).item()
+        giou = GIoULoss(loss_weight=1.0)
+        coder = head.bbox_coder
+        out = [], [], []
+        for labels, anchors, tea_cls_score, tea_bbox_pred, tea_centernesses, \
+                reused_cls_score, reused_bbox_pred, reused_centernesses_, label_weights in zip(
+                    labels_list, anchor_list, tea_cls_scores, tea_bbox_preds, tea_centernesses,
+                    reused_cls_scores, reused_bbox_preds, reused_centernesses,
+                    label_weights_list):
+            c = head.cls_out_channels
+            tea_cls_score = tea_cls_score.permute(0, 2, 3, 1).reshape(-1, c)
+            reused_cls_score = reused_cls_score.permute(0, 2, 3, 1).reshape(-1, c)
+            label_weights = label_weights.reshape(-1)
+            out[0].append(authors_kd_quality_focal_loss(
+                reused_cls_score, tea_cls_score, label_weights, 1.0, avg_factor))
+            tea_bbox_pred = tea_bbox_pred.permute(0, 2, 3, 1).reshape(-1, coder.encode_size)
+            reused_bbox_pred = reused_bbox_pred.permute(0, 2, 3, 1).reshape(
+                -1, coder.encode_size)
+            anchors = anchors.reshape(-1, anchors.size(-1))
+            tea_bbox_pred = coder.decode(anchors, tea_bbox_pred)
+            reused_bbox_pred = coder.decode(anchors, reused_bbox_pred)
+            reg_weights = tea_cls_score.max(dim=1)[0].sigmoid()
+            reg_weights[label_weights == 0] = 0
+            out[1].append(giou(reused_bbox_pred, tea_bbox_pred, weight=reg_weights,
+                               avg_factor=avg_factor))
+            labels = labels.reshape(-1)
+            pos_inds = ((labels >= 0) & (labels < head.num_classes)).nonzero().squeeze(1)
+            tea_centernesses = tea_centernesses.permute(0, 2, 3, 1).reshape(-1)
+            reused_centernesses_ = reused_centernesses_.permute(0, 2, 3, 1).reshape(-1)
+            if len(pos_inds) > 0:
+                out[2].append(authors_center_bce(reused_centernesses_[pos_inds],
+                                                 tea_centernesses[pos_inds].sigmoid(),
+                                                 avg_factor))
+            else:
+                out[2].append(reused_centernesses_.new_tensor(0.))
+        return tuple(sum(x) for x in out)
+    # FCOS
+    featmap_sizes = [f.size()[-2:] for f in stu[0]]
+    all_level_points = head.prior_generator.grid_priors(featmap_sizes, dtype=stu[1][0].dtype,
+                                                        device='cpu')
+    labels, bbox_targets = head.get_targets(all_level_points, gts)
+    num_imgs = stu[0][0].size(0)
+    flatten_labels = torch.cat(labels)
+    flatten_bbox_targets = torch.cat(bbox_targets)
+    flatten_points = torch.cat([points.repeat(num_imgs, 1) for points in all_level_points])
+    pos_inds = ((flatten_labels >= 0)
+                & (flatten_labels < head.num_classes)).nonzero().reshape(-1)
+    pos_centerness_targets = head.centerness_target(flatten_bbox_targets[pos_inds])
+    pos_centerness_denorm = max(reduce_mean(pos_centerness_targets.sum().detach()), 1e-6)
+    c = head.cls_out_channels
+    flatten_tea_cls_scores = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, c)
+                                        for x in tea_cls_scores])
+    flatten_tea_bbox_preds = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, 4)
+                                        for x in tea_bbox_preds])
+    flatten_reused_cls_scores = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, c)
+                                           for x in reused_cls_scores])
+    flatten_reused_bbox_preds = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, 4)
+                                           for x in reused_bbox_preds])
+    losses_cls_kd = 0.4 * authors_kd_qfl_no_weight(
+        flatten_reused_cls_scores, flatten_tea_cls_scores, 1.0, pos_centerness_denorm)
+    flatten_tea_bbox_preds = head.bbox_coder.decode(flatten_points, flatten_tea_bbox_preds)
+    flatten_reused_bbox_preds = head.bbox_coder.decode(flatten_points,
+                                                       flatten_reused_bbox_preds)
+    reg_weights = flatten_tea_cls_scores.max(dim=1)[0].sigmoid()
+    losses_reg_kd = IoULoss(loss_weight=0.75)(flatten_reused_bbox_preds, flatten_tea_bbox_preds,
+                                              weight=reg_weights,
+                                              avg_factor=pos_centerness_denorm)
+    return losses_cls_kd, losses_reg_kd
+
+
+@pytest.mark.parametrize('kind, cfg', [('atss', ATSS), ('fcos', FCOS), ('fcos', FCOS_NORM)],
+                         ids=['atss', 'fcos', 'fcos-norm_on_bbox'])
+def test_atss_fcos_equal_the_authors_loss_and_gradients(kind, cfg):
+    idx = 3 if kind == 'atss' else 2  # the authors' configs; also CrossKD's defaults
+    student, teacher = detector(cfg, 0), detector(cfg, 1, teacher=True)
+    t_fpn, data = fpn(1), samples()
+    s_a = [x.requires_grad_() for x in fpn(0)]
+    theirs = authors_losses_v2(student, teacher, s_a, t_fpn, data, kind, idx)
+    sum(theirs).backward()
+    grads_a = [None if p.grad is None else p.grad.clone() for p in student.parameters()]
+    assert sum(g is not None for g in grads_a) >= 4  # the convs up to the crossing
+    student.zero_grad()
+
+    method = bound(student, teacher)
+    assert method.idx == idx
+    s_b = [x.requires_grad_() for x in fpn(0)]
+    crossing = [f'bbox_head.{b}_convs.{idx - 1}.gn' for b in ('cls', 'reg')]
+    s_vals = record(student, crossing, s_b, grad=True)
+    t_vals = record(teacher, crossing + PREDS[kind], t_fpn, grad=False)
+    ours = method(s_vals, t_vals, data)
+    keys = ['loss_cls_kd', 'loss_reg_kd'] + (['loss_center_kd'] if kind == 'atss' else [])
+    assert list(ours) == keys
+    for key, value in zip(keys, theirs):
+        assert value.item() > 0, key
+        torch.testing.assert_close(ours[key], value, **TOL)
+    sum(ours.values()).backward()
+    for a, b in zip(s_a, s_b):
+        assert a.grad.abs().sum() > 0
+        torch.testing.assert_close(b.grad, a.grad, **TOL)
+    for ga, p in zip(grads_a, student.parameters()):
+        assert (ga is None) == (p.grad is None)
+        if ga is not None:
+            torch.testing.assert_close(p.grad, ga, **TOL)
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_atss_fcos_defaults_and_paths():
+    a = bound(detector(ATSS, 0), detector(ATSS, 1, teacher=True))
+    assert (a.kind, a.idx, a.loss_cls_weight, a.loss_reg_weight, a.loss_center_weight) == (
+        'atss', 3, 1.0, 1.0, 1.0)
+    assert a.paths['reg_convs'].names == ('bbox_head.reg_convs.3',)
+    assert a.paths['reg'].names == ('bbox_head.atss_reg', 'bbox_head.scales')
+    assert a.paths['center'].names == ('bbox_head.atss_centerness',)
+    f = bound(detector(FCOS, 0), detector(FCOS, 1, teacher=True))
+    assert (f.kind, f.idx, f.loss_cls_weight, f.loss_reg_weight) == ('fcos', 2, 0.4, 0.75)
+    assert f.paths['reg'].names == ('bbox_head.reg_convs.2', 'bbox_head.reg_convs.3',
+                                    'bbox_head.conv_reg', 'bbox_head.scales')
+    g = bound(detector(FCOS, 0), detector(FCOS, 1, teacher=True), reused_teacher_head_idx=3,
+              loss_cls_weight=1.0)
+    assert (g.idx, g.loss_cls_weight) == (3, 1.0)
+    with pytest.raises(ValueError, match='norm_on_bbox'):
+        bound(detector(FCOS, 0), detector(FCOS_NORM, 1, teacher=True))
+    with pytest.raises(ValueError, match='one kind'):
+        bound(detector(ATSS, 0), detector(GFL, 1, teacher=True))
+    # ATSS crossing after the last conv: no teacher reg conv runs, the predictors do
+    s, t = detector(ATSS, 0), detector(ATSS, 1, teacher=True)
+    m = bound(s, t, reused_teacher_head_idx=4)
+    assert 'reg_convs' not in m.paths
+    crossing = ['bbox_head.cls_convs.3.gn', 'bbox_head.reg_convs.3.gn']
+    out = m(record(s, crossing, fpn(0), True), record(t, crossing + PREDS['atss'], fpn(1),
+                                                      False), samples())
+    assert all(torch.isfinite(v) for v in out.values())
