@@ -255,3 +255,21 @@ def test_tool_config_formats_its_text_once_per_content(monkeypatch):
     assert 'loss_weight=3.0' in runner_copy.pretty_text and len(calls) == 1
     runner_copy.pretty_text
     assert len(calls) == 1 and 'loss_weight=3.0' not in cfg.pretty_text
+
+
+def test_tool_config_turns_val_teachers_on_for_the_agreement_metric(tmp_path):
+    """An evaluator holding ``TeacherStudentAgreement`` without teachers of its own makes the
+    tools set ``model.val_teachers`` (all teachers, or the names the metrics select); a config
+    that sets it, or a metric given teacher configs, is left alone."""
+    from mmkd.utils.tool_config import load_tool_config
+    path = osp.join(DEMO, 'digits', 'kd_resnet34-wide_resnet18-tiny_digits.py')
+    agreement = dict(type='mmkd.TeacherStudentAgreement')
+
+    def loaded(**options):
+        return load_tool_config(path, 'none', options, str(tmp_path)).model.get('val_teachers')
+    assert loaded() is None
+    assert loaded(test_evaluator=[dict(type='Accuracy'), agreement]) is True
+    assert loaded(val_evaluator=dict(metrics=[dict(agreement, teachers=['teacher'])])) == [
+        'teacher']
+    assert loaded(val_evaluator=agreement, **{'model.val_teachers': False}) is False
+    assert loaded(val_evaluator=dict(agreement, teachers=dict(t=dict(config='x.py')))) is None

@@ -25,7 +25,8 @@ def seg_batch(n=2, size=64):
     from mmseg.structures import SegDataSample
     samples = []
     for i in range(n):
-        s = SegDataSample(metainfo=dict(img_shape=(size, size), pad_shape=(size, size)))
+        s = SegDataSample(metainfo=dict(img_shape=(size, size), pad_shape=(size, size),
+                                        ori_shape=(size, size), scale_factor=(1.0, 1.0)))
         s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, size, size)))
         samples.append(s)
     return torch.randn(n, 3, size, size), samples
@@ -88,6 +89,33 @@ def test_teacher_names_are_checked_at_build(two_task_cfg):
         build(cfg, 'mmseg')
     cfg.eval_teacher = 'sge'
     with pytest.raises(KeyError, match=r"eval_teacher='sge'.*\['seg', 'det'\]"):
+        build(cfg, 'mmseg')
+
+
+def test_val_teachers_put_each_teachers_prediction_on_the_students_samples(two_task_cfg):
+    """``val_teachers``: in predict mode every chosen teacher predicts on copies of the samples
+    (mmseg/mmdet write into the samples they get) and its output sample lands in the student's
+    ``teacher_predictions``; the student's own prediction is untouched by them."""
+    cfg = copy.deepcopy(two_task_cfg)
+    cfg.val_teachers = True
+    d = build(cfg, 'mmseg')
+    assert d.val_teachers == ['seg', 'det']
+    d.eval()
+    inputs, samples = seg_batch()
+    with torch.no_grad():
+        plain = d.student(inputs, [s.clone() for s in samples], mode='predict')
+        out = d(inputs, samples, mode='predict')
+        seg_alone = d.teachers['seg'](inputs, [s.clone() for s in samples], mode='predict')
+    for o, p, t in zip(out, plain, seg_alone):
+        assert set(o.teacher_predictions) == {'seg', 'det'}
+        assert torch.equal(o.seg_logits.data, p.seg_logits.data)
+        assert torch.equal(o.teacher_predictions['seg'].seg_logits.data, t.seg_logits.data)
+        assert 'pred_instances' in o.teacher_predictions['det']
+        assert 'pred_instances' not in o  # the det teacher wrote into its own copy
+    cfg.val_teachers = ['det']
+    assert build(cfg, 'mmseg').val_teachers == ['det']
+    cfg.val_teachers = ['sge']
+    with pytest.raises(KeyError, match=r"val_teachers: 'sge'.*\['seg', 'det'\]"):
         build(cfg, 'mmseg')
 
 

@@ -236,6 +236,17 @@ class Distiller(BaseModel):
         eval_teacher (bool | str): ``predict``/``tensor`` run a teacher instead of the student
             (``tools/test.py --teacher [NAME]``): True for the only teacher, or a teacher's
             name. Default False.
+        val_teachers (bool | list[str]): in ``predict`` mode (the student evaluated), also
+            run these teachers (True: every teacher with a forward of its own, i.e. not
+            ``'self'``) in ``predict`` mode on their views of the batch and put their
+            predictions on each of the student's output samples as ``teacher_predictions``
+            (``{name: the teacher's output sample for that image}``): what
+            :class:`mmkd.evaluation.TeacherStudentAgreement` compares. The teachers predict on
+            copies of the input samples (OpenMMLab models write predictions into the samples
+            they are given). Costs one forward per teacher per evaluated batch; not done
+            while ``eval_teacher`` tests a teacher. ``tools/train.py``/``tools/test.py`` set
+            it to True when the evaluator holds that metric and the config leaves it unset.
+            Default False.
         nonfinite_loss (str): what a NaN/inf loss does in training. ``'raise'`` (default): stop
             with :class:`NonFiniteError` naming the term, the iteration and whether the inputs
             and the recorded teacher/student values were finite. ``'skip'``: no optimiser step
@@ -278,6 +289,7 @@ class Distiller(BaseModel):
                  dry_run_input_shape: Optional[Sequence[int]] = None,
                  stop_teacher_early: bool = True,
                  eval_teacher: Union[bool, str] = False,
+                 val_teachers: Union[bool, Sequence[str]] = False,
                  nonfinite_loss: str = 'raise',
                  nonfinite_skip_limit: Optional[dict] = None,
                  init_student_from: Optional[dict] = None,
@@ -336,6 +348,7 @@ class Distiller(BaseModel):
         self.stop_teacher_early = stop_teacher_early
         self.eval_teacher = eval_teacher
         self._eval_teacher_name()  # fails now on a wrong name
+        self.val_teachers = self._check_val_teachers(val_teachers)
 
         self._build_blocks(blocks)
         blocks_ = list(self.blocks.values())
@@ -420,6 +433,31 @@ class Distiller(BaseModel):
             raise KeyError(f'eval_teacher={value!r}: unknown teacher; the teachers are '
                            f'{list(self._teachers)}.')
         return value
+
+    def _check_val_teachers(self, value) -> List[str]:
+        runnable = [n for n, t in self._teachers.items() if t.runs]
+        if value is False or value is None:
+            return []
+        if value is True:
+            return runnable
+        names = [value] if isinstance(value, str) else list(value)
+        for name in names:
+            if name not in runnable:
+                raise KeyError(f'val_teachers: {name!r} is not a teacher with a forward of its '
+                               f'own; valid names: {runnable} (or True for all of them).')
+        return names
+
+    def _teacher_predictions(self, inputs, data_samples) -> List[dict]:
+        """Per sample, ``{name: that teacher's output sample}`` for ``self.val_teachers``;
+        each teacher predicts on its view of the batch and on copies of the samples."""
+        per_sample = [dict() for _ in range(len(inputs))]
+        for name in self.val_teachers:
+            t = self._teachers[name]
+            copies = None if data_samples is None else [s.clone() for s in data_samples]
+            outputs = t.model(t.view(inputs, copies), copies, mode='predict')
+            for slot, out in zip(per_sample, outputs):
+                slot[name] = out
+        return per_sample
 
     def _apply(self, fn, recurse=True):
         # .to()/.cuda()/.half() reach the teachers although they are not submodules.
@@ -898,7 +936,12 @@ class Distiller(BaseModel):
         if mode in ('predict', 'tensor'):
             name = self._eval_teacher_name()
             if name is None:
-                return self.student(inputs, self.student_samples(data_samples), mode=mode)
+                predicted = (self._teacher_predictions(inputs, data_samples)
+                             if mode == 'predict' and self.val_teachers else None)
+                outputs = self.student(inputs, self.student_samples(data_samples), mode=mode)
+                for out, teachers in zip(outputs, predicted or ()):
+                    out.teacher_predictions = teachers
+                return outputs
             t = self._teachers[name]
             return t.model(t.view(inputs, data_samples), data_samples, mode=mode)
         raise RuntimeError(f'Invalid mode {mode!r}: only "loss", "predict" and "tensor" are '

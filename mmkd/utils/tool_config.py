@@ -184,7 +184,36 @@ def load_tool_config(config: str, launcher: str = 'none', cfg_options=None,
             cfg.model.dry_run_input_shape = inferred[0]
             print_log(f'model.dry_run_input_shape={inferred[0]} (from the {inferred[1]}); set '
                       'it in the config to choose another.', logger='current')
+    if is_distiller_config(cfg.get('model')) and cfg.model.get('val_teachers') is None:
+        wanted = agreement_teachers(cfg)
+        if wanted is not None:
+            cfg.model.val_teachers = wanted
+            print_log(f'model.val_teachers={wanted} (the evaluator compares the student with '
+                      'its teachers: mmkd.TeacherStudentAgreement).', logger='current')
     return cfg
+
+
+def agreement_teachers(cfg: Config):
+    """What ``model.val_teachers`` the config's evaluators need: None when no
+    ``TeacherStudentAgreement`` reads the distiller's teachers, else True (all of them) or the
+    union of the names the metrics select."""
+    metrics = []
+    for key in ('val_evaluator', 'test_evaluator'):
+        ev = cfg.get(key)
+        if isinstance(ev, dict) and 'metrics' in ev:
+            ev = ev['metrics']
+        metrics += [m for m in (ev if isinstance(ev, (list, tuple)) else [ev])
+                    if isinstance(m, dict)
+                    and str(m.get('type', '')).split('.')[-1] == 'TeacherStudentAgreement']
+    names = set()
+    for m in metrics:
+        teachers = m.get('teachers')
+        if teachers is None:
+            return True
+        if isinstance(teachers, (list, tuple, str)):
+            names.update([teachers] if isinstance(teachers, str) else teachers)
+        # a dict of teacher configs: the metric builds its own teachers
+    return sorted(names) if names else None
 
 
 def default_train_hooks(cfg: Config, hooks: Sequence[str] = ('mmkd.RandomStateHook',
