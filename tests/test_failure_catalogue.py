@@ -23,6 +23,25 @@ Sections, in this order:
   data-free distiller's refusals (a training batch of images where latent seeds belong, one
   optimiser where the student and the generator each need theirs, bad generator settings,
   ``mmkd.LatentDataset`` arguments) are in tests/test_data_free.py.
+- **The agreement metric's own teachers** (issue 33): ``mmkd.TeacherStudentAgreement(
+  teachers=dict(t=dict(config=..., checkpoint=...)))`` builds and loads each teacher at its
+  first batch with the distiller's builder and strict, safe loader: a missing or mismatched
+  checkpoint, NaN weights, a missing config, a model without a data_preprocessor, and bad
+  metric arguments are each refused naming the teacher (and the file or the setting). An
+  unknown name in the distiller's ``val_teachers`` is a config case.
+- **CKA points** (issue 33): ``tools/analysis/cka.py``'s ``--student-points`` /
+  ``--teacher-points`` (the blocks' point syntax typed on a command line) and the values they
+  record: an unknown module (the closest names and the config's block points), a wildcard that
+  matches nothing, an unknown teacher (the teachers and ``self``), an unparsable point, a value
+  that is not batch-first, an unknown estimator or kernel; each refused naming the option, the
+  point and the valid choices, in tests/test_cka.py
+  (``test_bad_point_names_are_refused_with_the_valid_choices``,
+  ``test_point_features_split_tuples_and_refuse_what_is_not_batch_first``).
+- **Attention maps** (issue 33): ``tools/analysis/attention_maps.py`` reads CHECKPOINT through
+  the shared loader (``mmkd.analysis.load_student_checkpoint``, safe loading): a checkpoint
+  without the block's ``methods.<block>.*`` keys (a plain student's) is refused naming the file
+  and the keys; a ``--block`` that does not exist, or whose method has no attention read-out,
+  is refused listing the blocks that have one (tests/test_attention_maps.py).
 - **Training logs** (issue 29): ``tools/analysis/plot_curves.py`` reads ``scalars.json`` one
   line at a time with ``json.loads`` (never code); a damaged line before the end stops it
   naming the file and the line, a half-written last line is skipped. Package metafiles are
@@ -109,6 +128,9 @@ def nan_teacher_checkpoint(path):
 
 # (id, overrides of the digits distiller config, error class, words the message must contain)
 CONFIG_CASES = [
+    ('val-teachers-unknown',  # issue 33: the teachers the agreement metric compares with
+     dict(val_teachers=['tecaher']),
+     KeyError, ['val_teachers', "'tecaher'", "['teacher']", 'True']),
     ('method-unknown-argument',
      dict(blocks=block(method=dict(type='LogitKD', temperature=4.0))),
      TypeError, ["Block 'b'", 'LogitKD', "['temperature']", "'tau'", "'loss_name'"]),
@@ -1602,3 +1624,70 @@ def test_a_damaged_training_log_stops_the_plot_naming_file_and_line(tmp_path, ba
         tool.main([str(tmp_path), '--out', str(tmp_path / 'c.png')])
     assert 'scalars.json, line 2: not a JSON object' in str(e.value) and 'damaged' in str(e.value)
     assert not (tmp_path / 'c.png').exists()
+
+
+# ==============================================================================================
+# The agreement metric's own teachers (issue 33): mmkd.TeacherStudentAgreement(teachers=dict(
+# name=dict(config=..., checkpoint=...))) builds and loads each teacher at its first batch, with
+# the distiller's builder and strict, safe loader; every refusal names the teacher (and file).
+# ==============================================================================================
+def _agreement_batch():
+    from mmpretrain.structures import DataSample
+    inputs = [torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8) for _ in range(2)]
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    outputs = [DataSample().set_gt_label(i).set_pred_score(torch.full((10, ), 0.1))
+               for i in range(2)]
+    for o in outputs:
+        o.teacher_predictions = {}
+    return dict(inputs=inputs, data_samples=samples), [o.to_dict() for o in outputs]
+
+
+def _agreement_cases(tmp_path, ckpts):
+    student_ckpt = random_teacher_checkpoint(DIGITS['student'], str(tmp_path / 's.pth'))
+    nan_ckpt = nan_teacher_checkpoint(str(tmp_path / 'nan.pth'))
+    bare = Config.fromfile(DIGITS['teacher']).model.to_dict()  # no data_preprocessor
+    return [
+        ('missing-checkpoint', dict(config=DIGITS['teacher'],
+                                    checkpoint=str(tmp_path / 'nowhere.pth')),
+         FileNotFoundError, ["teacher 't'", 'nowhere.pth']),
+        ('checkpoint-of-another-model', dict(config=DIGITS['teacher'], checkpoint=student_ckpt),
+         RuntimeError, ["teacher 't'", 's.pth', 'does not match', 'missing keys']),
+        ('nan-weights', dict(config=DIGITS['teacher'], checkpoint=nan_ckpt),
+         FloatingPointError, ["teacher 't'", 'nan.pth', 'NaN/inf']),
+        ('missing-config', dict(config=str(tmp_path / 'nope.py'), checkpoint=ckpts['digits']),
+         FileNotFoundError, ['nope.py']),
+        ('model-without-data-preprocessor', dict(model=bare, checkpoint=ckpts['digits']),
+         KeyError, ['teachers.t', 'data_preprocessor']),
+    ]
+
+
+@pytest.mark.parametrize('case', ['missing-checkpoint', 'checkpoint-of-another-model',
+                                  'nan-weights', 'missing-config',
+                                  'model-without-data-preprocessor'])
+def test_agreement_metric_teacher_names_teacher_and_file(case, teacher_ckpts, tmp_path):
+    from mmkd.evaluation.agreement import TeacherStudentAgreement
+    spec, error, words = next((c[1:] for c in _agreement_cases(tmp_path, teacher_ckpts)
+                               if c[0] == case))
+    data_batch, outputs = _agreement_batch()
+    metric = TeacherStudentAgreement(teachers=dict(t=spec))
+    with pytest.raises(error) as info:
+        metric.process(data_batch, outputs)
+    assert_words(info.value, error, words)
+
+
+@pytest.mark.parametrize('kwargs,error,words', [
+    (dict(teachers=dict(t=dict(config='x.py'))), KeyError, ['teachers.t', 'checkpoint']),
+    (dict(teachers=dict(t=dict(config='x.py', model={}, checkpoint='c'))), KeyError,
+     ['teachers.t', 'config', 'model']),
+    (dict(teachers=dict(t=dict(config='x.py', checkpoint='c', trainable=True))), KeyError,
+     ['teachers.t', 'unknown keys', 'trainable', 'revise_keys']),
+    (dict(teachers=3), TypeError, ['teachers must be', 'list of teacher names']),
+    (dict(num_bins=0), ValueError, ['num_bins', '>= 1']),
+    (dict(score_thr=1.5), ValueError, ['score_thr', '[0, 1)']),
+    (dict(iou_thr=0), ValueError, ['iou_thr', '(0, 1]']),
+])
+def test_agreement_metric_bad_arguments(kwargs, error, words):
+    from mmkd.evaluation.agreement import TeacherStudentAgreement
+    with pytest.raises(error) as info:
+        TeacherStudentAgreement(**kwargs)
+    assert_words(info.value, error, words)

@@ -1,23 +1,15 @@
-"""tools/analysis/grad_shares.py: per-term gradient norms and cosines, by hand and end to end."""
-import importlib.util
+"""tools/analysis/grad_shares.py and its measures (mmkd.analysis.grad_shares, shared with
+mmkd.GradientShareHook): per-term gradient norms, shares and cosines, by hand and end to end."""
 import json
-import os.path as osp
 
 import pytest
 import torch
-from conftest import DIGITS, REPO, run_tool
+from conftest import DIGITS, run_tool
 
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'grad_shares_tool', osp.join(REPO, 'tools', 'analysis', 'grad_shares.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from mmkd.analysis import grad_shares as tool
 
 
 def test_term_gradients_and_summary_by_hand():
-    tool = _tool()
     w = torch.tensor([1.0, 2.0], requires_grad=True)   # 'backbone.w'
     v = torch.tensor([3.0], requires_grad=True)        # 'head.v'
     x = torch.tensor([1.0, -1.0])
@@ -40,6 +32,13 @@ def test_term_gradients_and_summary_by_hand():
     # cos((-1, 5, 0), (1, -1, 2)) = -6 / (sqrt(26) sqrt(6))
     assert table['distill.feat']['cos_task'] == pytest.approx(-6 / (26 ** 0.5 * 6 ** 0.5))
     assert table['task']['cos_task'] is None
+    # share = norm / (sum of the terms' norms): sqrt(6) / (sqrt(6) + sqrt(26 + 0))
+    assert table['task']['share'] == pytest.approx(6 ** 0.5 / (6 ** 0.5 + 26 ** 0.5))
+    # Two batches: the mean of the per-batch values (the second batch's gradients doubled).
+    doubled = {t: [2 * g for g in gs] for t, gs in grads.items()}
+    _, table2 = tool.summarise([grads, doubled], ['backbone.w', 'head.v'])
+    assert table2['task']['norm']['all'] == pytest.approx(1.5 * 6 ** 0.5)
+    assert table2['distill.feat']['cos_task'] == pytest.approx(table['distill.feat']['cos_task'])
 
 
 def test_grad_shares_tool_on_the_digits_kd_config(tmp_path, teacher_ckpts):
@@ -54,4 +53,5 @@ def test_grad_shares_tool_on_the_digits_kd_config(tmp_path, teacher_ckpts):
     assert terms['distill.logits']['norm']['head'] > 0
     assert terms['distill.logits']['norm']['backbone'] > 0
     assert -1 <= terms['distill.logits']['cos_task'] <= 1
+    assert terms['task']['share'] + terms['distill.logits']['share'] == pytest.approx(1)
     assert '| distill.logits |' in proc.stdout

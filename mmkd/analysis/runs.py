@@ -8,8 +8,10 @@
 Nothing is written: the runner's work dir is a temporary folder removed on exit.
 """
 import contextlib
+import os.path as osp
 import sys
 import tempfile
+import uuid
 from typing import Iterator, Optional
 
 import torch
@@ -51,6 +53,11 @@ def analysis_runner(config: str, checkpoint: Optional[str] = None, cfg_options=N
                      f'{cfg.model.get("type")!r}); {what} needs a distiller.')
         cfg.randomness = dict(seed=seed, deterministic=False)
         cfg.visualizer = None
+        # Unique: MMEngine hands a runner the Visualizer of an earlier one with the same
+        # experiment name (config stem + timestamp to the second), whose work dir is gone.
+        if not cfg.get('experiment_name'):
+            cfg.experiment_name = \
+                f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
         runner = Runner.from_cfg(cfg)
         if checkpoint:
             load_student_checkpoint(runner.model, checkpoint)

@@ -1,5 +1,6 @@
+from .grad_share_hook import GradientShareHook
 from .random_state import RandomStateHook, capture_random_state, restore_random_state
 from .run_record import ObjectiveChangedError, RunRecordHook
 
-__all__ = ['RandomStateHook', 'capture_random_state', 'restore_random_state',
-           'ObjectiveChangedError', 'RunRecordHook']
+__all__ = ['GradientShareHook', 'RandomStateHook', 'capture_random_state',
+           'restore_random_state', 'ObjectiveChangedError', 'RunRecordHook']

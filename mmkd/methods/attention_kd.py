@@ -54,10 +54,26 @@ sum by T/S by default (``normalize='teacher_layers'``): the total attention mass
 AFD, and with uniform attention and every key kept RTK's loss *equals* AFD's. The abstract gives
 no loss scale, so this is our choice, made so that RTK can use AFD's weights;
 ``normalize='none'`` keeps the raw sum.
+
+Reading the attention (AFD and RTK; ``tools/analysis/attention_maps.py`` uses it). Every forward
+keeps, detached, the attention its loss used, in one orientation for both methods: (N, S, T),
+row s = the block's s-th student level, column t = its t-th teacher level, in the block's point
+order (FPN tuples flattened in place). AFD's softmax runs over student layers (each column sums
+to 1, ``softmax_over = 'student'``), RTK's over teacher keys (each row sums to 1,
+``softmax_over = 'teacher'``)::
+
+    method.last_attention          # (N, S, T) of the last forward, or None
+    method.last_kept_keys          # RTK: bool (N, S, T), the representative keys kept; AFD: None
+    method.reset_attention_stats() # start (or restart) a running mean; off until called
+    stats = method.attention_stats # AttentionStats: .mean (S, T), .kept_fraction (S, T) or
+                                   # None, .num_samples; None while not tracking
+
+Cost: a detach per forward, and while tracking one (S, T) sum per forward; nothing is kept
+with grad, nothing enters the state dict.
 """
 import logging
 import math
-from typing import Annotated, Dict, List, Literal, Optional, Sequence
+from typing import Annotated, Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -109,6 +125,46 @@ class LinearBN(nn.Sequential):
         super().__init__(*layers)
 
 
+class AttentionStats:
+    """Running sums of a layer-attention method's attention over samples (see the module
+    docstring, "Reading the attention").
+
+    ``mean``: (S, T), ``sum_n attn[n] / num_samples``, the mean over every sample seen since
+    :meth:`_LayerAttention.reset_attention_stats` (a short last batch counts by its samples);
+    ``kept_fraction``: (S, T), the fraction of those samples for which RTK kept pair (s, t)
+    (None for a method without a selection, AFD); ``num_samples``: N summed over the forwards.
+    Sums stay on the method's device until read; read values are float32 CPU tensors.
+    """
+
+    def __init__(self):
+        self.num_samples = 0
+        self._attention_sum: Optional[torch.Tensor] = None
+        self._kept_sum: Optional[torch.Tensor] = None
+
+    def update(self, attention: torch.Tensor, kept: Optional[torch.Tensor] = None) -> None:
+        """Add a batch: ``attention`` (N, S, T), ``kept`` bool (N, S, T) or None."""
+        attention = attention.detach()
+        total = attention.float().sum(dim=0)
+        self._attention_sum = total if self._attention_sum is None \
+            else self._attention_sum + total
+        if kept is not None:
+            count = kept.detach().float().sum(dim=0)
+            self._kept_sum = count if self._kept_sum is None else self._kept_sum + count
+        self.num_samples += attention.shape[0]
+
+    @property
+    def mean(self) -> Optional[torch.Tensor]:
+        if self._attention_sum is None:
+            return None
+        return (self._attention_sum / self.num_samples).cpu()
+
+    @property
+    def kept_fraction(self) -> Optional[torch.Tensor]:
+        if self._kept_sum is None:
+            return None
+        return (self._kept_sum / self.num_samples).cpu()
+
+
 class _LayerAttention(BaseDistillMethod):
     """Shared machinery: per-layer queries on one side, per-pair bilinear keys on the other,
     learned positional embeddings, and spatial-attention-map values.
@@ -117,12 +173,53 @@ class _LayerAttention(BaseDistillMethod):
     from each model (any number of layers on each side; FPN tuples are flattened).
     """
     query_side = 'teacher'
+    #: The side the softmax runs over: 'student' (AFD: each teacher column of the (S, T)
+    #: attention sums to 1) or 'teacher' (RTK: each student row does).
+    softmax_over = 'student'
 
     def __init__(self, qk_dim: PositiveInt = 128, loss_name: LossName = 'loss_attn',
                  init_cfg: InitCfg = None):
         super().__init__(init_cfg=init_cfg)
         self.qk_dim = qk_dim
         self.loss_name = loss_name
+        # The read-out (module docstring): plain attributes, not buffers or state.
+        self._last_attention: Optional[torch.Tensor] = None
+        self._last_kept_keys: Optional[torch.Tensor] = None
+        self._attention_stats: Optional[AttentionStats] = None
+
+    # ------------------------------------------------------------ attention read-out
+    @property
+    def last_attention(self) -> Optional[torch.Tensor]:
+        """(N, S, T), detached: the attention the last forward's loss used, student levels as
+        rows and teacher levels as columns in the block's order, whichever side queries (AFD's
+        own (N, T, S) transposed). None before the first forward."""
+        return self._last_attention
+
+    @property
+    def last_kept_keys(self) -> Optional[torch.Tensor]:
+        """Bool (N, S, T): the pairs the last forward kept (RTK's representative teacher keys);
+        None for a method that keeps every pair (AFD)."""
+        return self._last_kept_keys
+
+    @property
+    def attention_stats(self) -> Optional[AttentionStats]:
+        """The running mean since :meth:`reset_attention_stats` (:class:`AttentionStats`), or
+        None when not tracking (the default: nothing accumulates during training)."""
+        return self._attention_stats
+
+    def reset_attention_stats(self, track: bool = True) -> None:
+        """Start (``track=True``) a new running mean, dropping the old one, or stop tracking
+        (``track=False``)."""
+        self._attention_stats = AttentionStats() if track else None
+
+    def _keep_attention(self, attention: torch.Tensor,
+                        kept: Optional[torch.Tensor] = None) -> None:
+        """Called by ``forward`` with the (N, S, T) attention its loss used (and RTK's kept
+        mask): a detached reference, and the running sums while tracking."""
+        self._last_attention = attention.detach()
+        self._last_kept_keys = None if kept is None else kept.detach()
+        if self._attention_stats is not None:
+            self._attention_stats.update(self._last_attention, self._last_kept_keys)
 
     @staticmethod
     def _maps(x, side: str) -> List[torch.Tensor]:
@@ -224,7 +321,10 @@ class AFD(_LayerAttention):
     teacher layer's query attends over all student layers; each student map is
     adaptive-average-pooled to each teacher map's size (which repeats values where the student
     map is smaller). Returns ``loss_afd`` (see the module docstring for the formula); the
-    authors weight it 200 on CIFAR, next to KD at T = 4 with weight 0.9.
+    authors weight it 200 on CIFAR, next to KD at T = 4 with weight 0.9. The attention the loss
+    used is readable as (N, S, T), with a running mean: ``last_attention``,
+    ``reset_attention_stats()``, ``attention_stats`` (module docstring, "Reading the
+    attention"; ``tools/analysis/attention_maps.py``).
 
     Args:
         qk_dim (int): query/key width. Default 128 (authors).
@@ -245,7 +345,8 @@ class AFD(_LayerAttention):
         return self.attention_logits(student, teacher).softmax(dim=2)
 
     def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:
-        attn = self.attention(student, teacher)
+        attn = self.attention(student, teacher)  # N, T, S
+        self._keep_attention(attn.transpose(1, 2))  # read out as (N, S, T)
         dist = self.pair_distances(student, teacher)
         return {self.loss_name: (attn * dist).sum(dim=(1, 2)).mean()}
 
@@ -272,7 +373,10 @@ class RTK(_LayerAttention):
 
     Block: as :class:`AFD`, many layers per side, maps (N, C, H, W) (e.g. the four backbone
     stages, ``student='backbone.layer*'``). Returns ``loss_rtk`` and logs ``kept_keys``, the
-    mean number of teacher keys kept per student layer.
+    mean number of teacher keys kept per student layer. The attention and the kept keys are
+    readable as (N, S, T), with running means: ``last_attention``, ``last_kept_keys``,
+    ``reset_attention_stats()``, ``attention_stats`` (module docstring, "Reading the
+    attention"; ``tools/analysis/attention_maps.py``).
 
     Args:
         selection (str): 'topk' (default), 'threshold' or 'all' (plain attention matching).
@@ -294,6 +398,7 @@ class RTK(_LayerAttention):
         Code: none public; reconstructed on AFD's machinery (:class:`AFD`).
     """
     query_side = 'student'
+    softmax_over = 'teacher'
 
     def __init__(self, selection: Literal['topk', 'threshold', 'all'] = 'topk',
                  num_keys: Optional[PositiveInt] = None,
@@ -317,15 +422,21 @@ class RTK(_LayerAttention):
         best = probs == probs.max(dim=2, keepdim=True).values
         return (probs >= self.threshold) | best
 
+    def attention_and_keys(self, student, teacher) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The attention (N, S, T) of :meth:`attention` and the bool (N, S, T) mask of the
+        kept keys (:meth:`key_mask`) it was computed with."""
+        logits = self.attention_logits(student, teacher)
+        mask = self.key_mask(logits)
+        return logits.masked_fill(~mask, float('-inf')).softmax(dim=2), mask
+
     def attention(self, student, teacher) -> torch.Tensor:
         """(N, S, T): each student layer's attention over the kept teacher keys (sums to 1;
         dropped keys are exactly 0)."""
-        logits = self.attention_logits(student, teacher)
-        mask = self.key_mask(logits)
-        return logits.masked_fill(~mask, float('-inf')).softmax(dim=2)
+        return self.attention_and_keys(student, teacher)[0]
 
     def forward(self, student, teacher, data_samples=None) -> Dict[str, torch.Tensor]:
-        attn = self.attention(student, teacher)  # N, S, T
+        attn, kept = self.attention_and_keys(student, teacher)  # N, S, T
+        self._keep_attention(attn, kept)
         dist = self.pair_distances(student, teacher).transpose(1, 2)  # N, S, T
         loss = (attn * dist).sum(dim=(1, 2)).mean()  # dropped keys: attention exactly 0
         if self.normalize == 'teacher_layers':

@@ -3,6 +3,7 @@
     python tools/analysis/plot_curves.py work_dirs/kd_digits                  # the defaults
     python tools/analysis/plot_curves.py work_dirs/kd_digits 'distill.*' student.loss --smooth 5
     python tools/analysis/plot_curves.py work_dirs/kd_digits --x epoch --out kd.png
+    python tools/analysis/plot_curves.py work_dirs/kd_digits --grad            # gradient shares
 
 Reads ``WORK_DIR/<timestamp>/vis_data/scalars.json``, which MMEngine's ``LocalVisBackend`` (in
 every OpenMMLab base runtime) appends to during training: one JSON object per line, a training
@@ -21,6 +22,14 @@ scalar (diagnostics such as DiffKD's ``gamma``; each block's loss weight,
 (losses, diagnostics, loss weights, validation), since their scales differ by orders of
 magnitude. Writes ``WORK_DIR/curves.png`` (or ``--out``) and prints the keys of each panel.
 Nothing else is read but the run's text log, for ``--x epoch`` (the iterations per epoch).
+
+Gradient shares: a run with ``mmkd.GradientShareHook`` in its ``custom_hooks`` logs, every N
+iterations, ``grad/<term>/norm`` (each term's gradient L2 norm on the student; the term is
+``task`` or a block), ``grad/<term>/share`` (norm / sum of the terms' norms),
+``grad/<block>/cos_task`` (cosine with the task's gradient) and ``grad/<term>/norm.<part>``
+(per top-level part of the student). The whole-student norms, shares and cosines are among the
+defaults, each kind in its own panel; ``--grad`` plots only them (``--grad`` with KEYS: KEYS
+too, e.g. ``'grad/*/norm.*'`` for the per-part norms). Their curves join the measured points.
 """
 import argparse
 import fnmatch
@@ -66,8 +75,13 @@ def parse_args(argv=None):
                         help='moving average over N logged points of the training curves '
                              '(the raw curve stays, faint; default: 1, none)')
     parser.add_argument('--log-y', action='store_true',
-                        help='logarithmic y axis on the losses panel')
-    args = parser.parse_args(argv)
+                        help='logarithmic y axis on the losses panel (and the gradient '
+                             'norms panel)')
+    parser.add_argument('--grad', action='store_true',
+                        help='plot the gradient shares logged by mmkd.GradientShareHook: '
+                             + ', '.join(repr(p) for p in GRAD_PRESET) + ' (and KEYS, if any)')
+    # Intermixed: KEYS may also follow an option (`WORK_DIR --grad 'grad/*/norm.*'`).
+    args = parser.parse_intermixed_args(argv)
     if args.smooth < 1:
         parser.error(f'--smooth must be >= 1 logged points, got {args.smooth}')
     return args
@@ -138,7 +152,17 @@ def scalar_keys(records, exclude=()):
     return list(keys)
 
 
+#: What ``--grad`` plots: mmkd.GradientShareHook's whole-student norms, shares and cosines.
+GRAD_PRESET = ('grad/*/norm', 'grad/*/share', 'grad/*/cos_task')
+
+
+def is_grad_key(key: str) -> bool:
+    return key.startswith('grad/')
+
+
 def is_default_train_key(key: str) -> bool:
+    if is_grad_key(key):  # not the per-part norms: --grad 'grad/*/norm.*' asks for them
+        return any(fnmatch.fnmatchcase(key, p) for p in GRAD_PRESET)
     return 'loss' in key or key.startswith('distill.')
 
 
@@ -166,13 +190,26 @@ def select_keys(requested, train_keys, val_keys, path):
 
 #: The training panels, in order: scales differ by orders of magnitude between a loss, a
 #: diagnostic such as DiffKD's gamma (0..1) and a weight (e.g. 50).
+#: The gradient panels (mmkd.GradientShareHook): norms, shares (0..1), cosines (-1..1).
 PANELS = ('losses (distillation terms as optimised: weighted, summed over levels)',
           'diagnostics and other training scalars (not optimised)',
-          'loss weights (distill.<block>.weight)')
+          'loss weights (distill.<block>.weight)',
+          'gradient L2 norm on the student, per term (grad/<term>/norm[.<part>])',
+          'gradient share: norm / sum of the terms\' norms (grad/<term>/share)',
+          'cosine with the task gradient (grad/<block>/cos_task)')
 
 
 def panel_of(key: str) -> str:
     """Which training panel a key goes to."""
+    if is_grad_key(key):
+        last = key.rsplit('/', 1)[-1]
+        if last == 'share':
+            return PANELS[4]
+        if last == 'cos_task':
+            return PANELS[5]
+        if last == 'norm' or last.startswith('norm.'):
+            return PANELS[3]
+        return PANELS[1]
     if key.startswith('distill.') and key.endswith('.weight'):
         return PANELS[2]
     return PANELS[0] if 'loss' in key else PANELS[1]
@@ -260,7 +297,7 @@ def plot(panels, out: str, title: str, smooth: int = 1, log_y: bool = False) -> 
         ax.set_title(panel, fontsize='medium', loc='left')
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
-        if log_y and panel.startswith('losses'):
+        if log_y and panel.startswith(('losses', 'gradient L2 norm')):
             ax.set_yscale('log')
         ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize='small')
     fig.suptitle(title, fontsize='medium')
@@ -276,7 +313,19 @@ def main(argv=None):
     train_keys = scalar_keys(train, exclude=POSITION_KEYS)
     val_keys = scalar_keys(val, exclude=POSITION_KEYS)
     print(f'plot_curves: {path}: {len(train)} training and {len(val)} validation records.')
-    chosen_train, chosen_val = select_keys(args.keys, train_keys, val_keys, path)
+    if args.grad:
+        found = [k for k in train_keys if any(fnmatch.fnmatchcase(k, p) for p in GRAD_PRESET)]
+        if not found:
+            raise SystemExit(
+                f'plot_curves: --grad: no gradient-share keys ({", ".join(GRAD_PRESET)}) in '
+                f"{path}. They are logged by mmkd.GradientShareHook: add dict(type="
+                f"'mmkd.GradientShareHook', interval=50) to the config's custom_hooks. "
+                f'Training keys found: {", ".join(train_keys) or "none"}.')
+        chosen_train, chosen_val = select_keys(found + list(args.keys),
+                                               train_keys, val_keys, path) if args.keys \
+            else (found, [])
+    else:
+        chosen_train, chosen_val = select_keys(args.keys, train_keys, val_keys, path)
     if not chosen_train and not chosen_val:
         raise SystemExit(f'plot_curves: nothing to plot in {path} (training keys: '
                          f'{", ".join(train_keys) or "none"}; validation keys: '
