@@ -164,7 +164,19 @@ def test_demo_discovery_finds_every_method_config_and_no_shared_base():
     takd = osp.join(DEMO, 'digits', 'takd')
     expected |= {osp.join(takd, 'takd-ta_resnet34-wide_wrn-16-2_digits.py'),
                  osp.join(takd, 'takd_wrn-16-2_resnet18-tiny_digits.py')}
-    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 71
+    # the pretrained-backbone variant of the shapes tasks (issue 33): its own folders, whose
+    # method configs inherit the from-scratch ones; no shared base, the plain configs are the
+    # variant's student and teacher
+    for folder, plain in (('shapes_det_pt', ('retinanet_r18-tiny_fpn_shapes_pt.py',
+                                             'retinanet_r34-wide_fpn_shapes_pt.py')),
+                          ('shapes_seg_pt', ('deeplabv3_r18-tiny-d8_shapes_pt.py',
+                                             'deeplabv3_r34-wide-d8_shapes_pt.py'))):
+        configs = set(glob.glob(osp.join(DEMO, folder, '*.py')))
+        plain = {osp.join(DEMO, folder, name) for name in plain}
+        assert plain <= configs and not any(map(is_runnable_distiller_config, plain))
+        assert len(configs - plain) == 5
+        expected |= configs - plain
+    assert set(DEMO_DISTILL) == expected and len(DEMO_DISTILL) == 81
     assert sorted(DEMO_DISTILL) == DEMO_DISTILL
 
 

@@ -23,6 +23,12 @@ Each run is tools/train.py in a fork of one process that imported torch, MMEngin
 once (see :func:`start_run_server`), and prints its wall and CPU seconds.
 ``tools/benchmark/quality.py`` runs the full grid (every method, three seeds) with the same
 machinery.
+
+``--tasks detection-pt segmentation-pt`` runs the pretrained-backbone variant of the shapes
+tasks (not in the default tasks): every backbone, students' and teachers', starts from a
+pretraining on a shapes classification task (configs/demo/shapes_pretrain), trained once into
+<work dir>/shapes_pretrain/<name>.pth and kept like a teacher (fingerprinted, reused); a
+variant teacher's fingerprint includes the SHA-256 of the backbone it started from.
 """
 import argparse
 import glob
@@ -88,7 +94,47 @@ TASKS = {
         extra_teachers=dict(teacher_cnn=f'{DEMO}/iqa/resnet18-tiny_synthetic-iqa.py',
                             teacher_inv=f'{DEMO}/iqa/rednet-tiny_synthetic-iqa.py'),
         student=f'{DEMO}/iqa/civt-tiny_synthetic-iqa.py'),
+    # The pretrained-backbone variant of the shapes tasks (issue 33): the same data, students,
+    # teachers, methods and schedules, but every backbone (students' and teachers') starts from
+    # a pretraining on the shapes classification task (configs/demo/shapes_pretrain,
+    # mmkd.ShapesClsDataset), as real dense distillation starts from ImageNet backbones.
+    # `pretrained`: role ('student', 'teacher') -> (name, pretraining config); each pretraining
+    # is trained once like a teacher (PRETRAIN) and its checkpoint passed to the role's runs.
+    # Not in the default --tasks (`variant_of`): `--tasks detection-pt segmentation-pt`.
+    'detection-pt': dict(
+        folder=f'{DEMO}/shapes_det_pt', variant_of='detection',
+        data='shapes (generated, 300 train / 100 val); backbones pretrained on shapes '
+             'classification (1,500 crops)', metric='coco/bbox_mAP',
+        metric_name='bbox mAP (%)', scale=100.0, work='work_dirs/demo/shapes_det_pt',
+        split='val',
+        teacher=f'{DEMO}/shapes_det_pt/retinanet_r34-wide_fpn_shapes_pt.py',
+        student=f'{DEMO}/shapes_det_pt/retinanet_r18-tiny_fpn_shapes_pt.py',
+        pretrained=dict(
+            student=('r18-tiny_det', f'{DEMO}/shapes_pretrain/r18-tiny_shapes-cls_det.py'),
+            teacher=('r34-wide_det', f'{DEMO}/shapes_pretrain/r34-wide_shapes-cls_det.py'))),
+    'segmentation-pt': dict(
+        folder=f'{DEMO}/shapes_seg_pt', variant_of='segmentation',
+        data='shapes (generated, 300 train / 100 val); backbones pretrained on shapes '
+             'classification (1,500 crops)', metric='mIoU',
+        metric_name='mIoU (%)', work='work_dirs/demo/shapes_seg_pt', split='val',
+        teacher=f'{DEMO}/shapes_seg_pt/deeplabv3_r34-wide-d8_shapes_pt.py',
+        student=f'{DEMO}/shapes_seg_pt/deeplabv3_r18-tiny-d8_shapes_pt.py',
+        pretrained=dict(
+            student=('r18-tiny_seg', f'{DEMO}/shapes_pretrain/r18-tiny_shapes-cls_seg.py'),
+            teacher=('r34-wide_seg', f'{DEMO}/shapes_pretrain/r34-wide_shapes-cls_seg.py'))),
 }
+#: The tasks run when --tasks is not given: all but the variants (``variant_of``).
+DEFAULT_TASKS = [task for task, spec in TASKS.items() if 'variant_of' not in spec]
+#: The tasks that read the generated shapes data (data/shapes, made before their runs).
+SHAPES_TASKS = ('detection', 'segmentation', 'detection-pt', 'segmentation-pt')
+#: The backbone pretrainings of the variants' ``pretrained`` (a spec for :func:`ensure_teacher`):
+#: trained once into ``<work>/<name>.pth`` (``<teacher work dir>/shapes_pretrain`` when one is
+#: given), reused while their config and options are unchanged, like the teachers.
+PRETRAIN = dict(metric='accuracy/top1', work='work_dirs/demo/shapes_pretrain', split='val')
+#: The --cfg-options key that points a run at its pretrained backbone: a plain model (a
+#: teacher or the student baseline), or a distiller's student.
+PRETRAINED_KEY = dict(plain='model.backbone.init_cfg.checkpoint',
+                      distiller='model.student.backbone.init_cfg.checkpoint')
 
 #: The main job's methods: the mission's own. The full grid (quality.py) runs every method.
 DEMO_METHODS = ('diffkd', 'vkd', 'rtk')
@@ -232,7 +278,7 @@ def run_forked(cmd, log):
 
 
 def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None,
-                   name='teacher', config=None):
+                   name='teacher', config=None, fingerprint_extra=()):
     """Train a teacher once; keep it in ``<work>/<name>.pth`` (by default the task's main
     teacher, ``teacher.pth``, the path the demo distillation configs name). Returns (score,
     checkpoint).
@@ -243,6 +289,10 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     never reused for options it was not trained with. ``<name>.json`` is a copy of the meta for
     people to read, written atomically after it; it is never read back, and a kill that leaves
     it stale or missing only means it is written again on the next run.
+
+    ``fingerprint_extra`` (strings) joins the fingerprint without being an option: what the
+    run reads besides its config, e.g. the SHA-256 of the pretrained backbone it starts from
+    (the option names only its path), so a teacher is trained again when that changes.
     """
     work_root = work_root or spec['work']
     config = config or spec['teacher']
@@ -250,7 +300,7 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     info = osp.join(REPO, work_root, f'{name}.json')
     label = f'[{task}] {name.replace("_", " ")}'
     options = ['randomness.seed=0', *options]
-    fingerprint = teacher_fingerprint(config, options)
+    fingerprint = teacher_fingerprint(config, [*options, *fingerprint_extra])
     if osp.isfile(ckpt) and not retrain:
         meta, why_not = kept_teacher(ckpt, fingerprint)
         if meta is not None:
@@ -278,6 +328,31 @@ def ensure_teacher(task, spec, retrain, work_root=None, options=(), threads=None
     write_teacher_info(info, meta)
     print(f'{label}: {score:.2f} ({took(start, work)})', flush=True)
     return score, ckpt
+
+
+def pretrained_options(pretrain, key):
+    """``([key=<checkpoint>], [fingerprint text])`` of a finished backbone pretraining
+    (``pretrain``: the future of its :func:`ensure_teacher`): the --cfg-options that start a
+    run's backbone from it, and the checkpoint's SHA-256 for the fingerprint of a teacher
+    trained from it."""
+    ckpt = pretrain.result()[1]
+    return [f'{key}={ckpt}'], [f'pretrained backbone SHA-256 {file_sha256(ckpt)}']
+
+
+def ensure_pretrained_teacher(pretrain, task, spec, retrain, work_root, options, threads,
+                              name, config):
+    """:func:`ensure_teacher` for a teacher whose backbone starts from the pretraining
+    ``pretrain`` (a future, finished first): its checkpoint's path is an option, its content
+    part of the fingerprint."""
+    extra, fingerprint = pretrained_options(pretrain, PRETRAINED_KEY['plain'])
+    return ensure_teacher(task, spec, retrain, work_root, [*options, *extra], threads, name,
+                          config, fingerprint_extra=fingerprint)
+
+
+def _run_pretrained(pretrain, label, config, work_dir, spec, options, threads):
+    """:func:`_run` of a student baseline whose backbone starts from ``pretrain``."""
+    extra, _ = pretrained_options(pretrain, PRETRAINED_KEY['plain'])
+    return _run(label, config, work_dir, spec, [*options, *extra], threads)
 
 
 def kept_teacher(ckpt, fingerprint):
@@ -531,7 +606,10 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
     record points); its rows are named ``method[name]``. Default: each method as configured.
 
     The teachers are queued first, so a distillation run that waits for its teacher only ever
-    waits for one that is already training (no deadlock with any number of jobs).
+    waits for one that is already training (no deadlock with any number of jobs). Before them
+    come the backbone pretrainings of the tasks with ``pretrained`` (the variants), trained
+    with ``options['pretrain']`` (not a task's: their data is their own), which those tasks'
+    teachers, baselines and distilled students start from.
     """
     options = options or {}
     variants = variants or {'': []}
@@ -557,10 +635,27 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
             baselines[config] = config_baseline(config, TASKS[task])
             needed.update({tn: None for _, tn in uses[config]})
     teachers, students, distilled = {}, {}, {}
+    # The backbone pretrainings of the variants' students and teachers (first: they wait for
+    # nothing, and everything of those tasks waits for them).
+    pretrains, pretrained = {}, {}
+    for task in dict.fromkeys([*[t for t in tasks if chosen[t]], *(t for t, _ in needed)]):
+        for role, (name, config) in TASKS[task].get('pretrained', {}).items():
+            if name not in pretrains:
+                proot = (osp.join(teacher_root, osp.basename(PRETRAIN['work'])) if teacher_root
+                         else None)
+                pretrains[name] = submit(ensure_teacher, 'pretrain', PRETRAIN,
+                                         retrain_teachers, proot, options.get('pretrain', ()),
+                                         threads, name, config)
+            pretrained[task, role] = pretrains[name]
     for task, name in needed:
         spec = TASKS[task]
         troot = osp.join(teacher_root, osp.basename(spec['work'])) if teacher_root else None
         config = spec['teacher'] if name == 'teacher' else spec['extra_teachers'][name]
+        if name == 'teacher' and (task, 'teacher') in pretrained:
+            teachers[task, name] = submit(ensure_pretrained_teacher, pretrained[task, 'teacher'],
+                                          task, spec, retrain_teachers, troot,
+                                          options.get(task, ()), threads, name, config)
+            continue
         teachers[task, name] = submit(ensure_teacher, task, spec, retrain_teachers, troot,
                                       options.get(task, ()), threads, name, config)
     active = [task for task in tasks if chosen[task]]
@@ -571,9 +666,13 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
             name = ('student' if baseline == spec['student'] else
                     osp.splitext(osp.basename(baseline))[0])
             for seed in seeds:
-                students[task, baseline, seed] = submit(
-                    _run, f'[{task}] {name} seed {seed}', baseline, f'{root}/{name}_seed{seed}',
-                    spec, [f'randomness.seed={seed}', *options.get(task, ())], threads)
+                args = (f'[{task}] {name} seed {seed}', baseline, f'{root}/{name}_seed{seed}',
+                        spec, [f'randomness.seed={seed}', *options.get(task, ())], threads)
+                if baseline == spec['student'] and (task, 'student') in pretrained:
+                    students[task, baseline, seed] = submit(
+                        _run_pretrained, pretrained[task, 'student'], *args)
+                    continue
+                students[task, baseline, seed] = submit(_run, *args)
 
     def distill(task, method, config, extra, seed):
         spec, root = TASKS[task], osp.join(work_root, osp.basename(TASKS[task]['work']))
@@ -581,6 +680,9 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
         if uses[config]:
             ckpts += ensure_templates(config, teachers[uses[config][0][1]].result()[1],
                                       options.get(task, ()), threads)
+        if (task, 'student') in pretrained and baselines[config] == spec['student']:
+            ckpts += pretrained_options(pretrained[task, 'student'],
+                                        PRETRAINED_KEY['distiller'])[0]
         return _run(f'[{task}] {method} seed {seed}', config, f'{root}/{method}_seed{seed}',
                     spec, [f'randomness.seed={seed}', *ckpts, *options.get(task, ()), *extra],
                     threads)
@@ -616,6 +718,9 @@ def run_grid(tasks, methods, seeds, work_root, teacher_root=None, options=None, 
                 student=[students[task, baselines[config], s].result() for s in seeds],
                 distilled=[distilled[task, method, s].result() for s in seeds],
                 seeds=list(seeds), split=split or spec['split']))
+            if spec.get('pretrained'):  # the pretrainings' val top-1 (%), by role
+                rows[-1]['pretrained'] = {role: pretrained[task, role].result()[0]
+                                          for role in spec['pretrained']}
     return rows
 
 
@@ -676,7 +781,9 @@ def summarise(rows):
 
 
 def add_run_arguments(parser, seeds):
-    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(TASKS))
+    parser.add_argument('--tasks', nargs='+', choices=list(TASKS), default=list(DEFAULT_TASKS),
+                        help='default: all but the pretrained-backbone variants '
+                        f'({" ".join(t for t in TASKS if t not in DEFAULT_TASKS)})')
     parser.add_argument('--seeds', nargs='+', type=int, default=seeds)
     parser.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
                         help='runs in parallel (default: 2, or 1 on a 1-core machine)')
@@ -701,7 +808,7 @@ def main():
     start = time.time()
     start_run_server(args.threads)  # first: its imports overlap ours and the data generation
 
-    if {'detection', 'segmentation'} & set(args.tasks):
+    if set(SHAPES_TASKS) & set(args.tasks):
         from mmkd.datasets import make_shapes_dataset
         info = make_shapes_dataset(osp.join(REPO, 'data', 'shapes'))
         print(('generated' if info['generated'] else 'reusing') + ' data/shapes')

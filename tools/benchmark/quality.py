@@ -3,6 +3,8 @@
     python tools/benchmark/quality.py                           # all tasks, all methods, 3 seeds
     python tools/benchmark/quality.py --tasks classification --seeds 0 1 2 3 4
     python tools/benchmark/quality.py --methods kd --cfg-options train_cfg.max_epochs=1
+    python tools/benchmark/quality.py --tasks detection-pt segmentation-pt --seeds 0 1 2 3 4 \
+        --methods diffkd vkd rtk fitnet cwd     # the pretrained-backbone variant of the shapes
     python tools/benchmark/quality.py --tune --tasks detection --methods rtk \
         --variant w5 model.blocks.stages.loss_weight=5 --variant w15 model.blocks.stages.loss_weight=15
 
@@ -15,6 +17,12 @@ student is not the task's names its own baseline in ``student_baseline`` (the Vi
 inductive-bias tokens); its row is compared with that one and says so (``ibt (vs ...)``).
 Writes a markdown table (mean and standard deviation over seeds, gain, and gap closed =
 (distilled - student) / (teacher - student)), a JSON file with every run, and a PNG bar chart.
+
+The pretrained-backbone variants of the shapes tasks (``detection-pt``, ``segmentation-pt``;
+not in the default ``--tasks``) first pretrain each tiny backbone on a shapes classification
+task (``configs/demo/shapes_pretrain``), once, kept and fingerprinted like the teachers (in
+``work_dirs/demo/shapes_pretrain``, or ``<teacher-work-dir>/shapes_pretrain``); their teachers
+and students start from those backbones. ``--cfg-options`` apply to the pretrainings too.
 
 Hyperparameters of the demo configs are chosen with ``--tune``: every run (teachers included,
 kept apart in ``<work-dir>/teachers``) trains without the tuning split and is scored on it
@@ -33,8 +41,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(REPO, 'tools'))
 sys.path.insert(0, REPO)
 
-from demo import (TASKS, RunFailed, add_run_arguments, mean_std, run_grid,  # noqa: E402
-                  start_run_server, summarise)
+from demo import (SHAPES_TASKS, TASKS, RunFailed, add_run_arguments, mean_std,  # noqa: E402
+                  run_grid, start_run_server, summarise)
 
 
 #: --cfg-options that move a task's runs onto its tuning split (see the module docstring).
@@ -56,6 +64,10 @@ TUNE_OPTIONS = {
             for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')] + [
         f'{loader}.dataset.split=tune' for loader in ('val_dataloader', 'test_dataloader')],
 }
+# The pretrained-backbone variants read the same data (their pretraining has its own, with no
+# tuning split to take out: see mmkd/datasets/shapes_cls.py).
+TUNE_OPTIONS['detection-pt'] = TUNE_OPTIONS['detection']
+TUNE_OPTIONS['segmentation-pt'] = TUNE_OPTIONS['segmentation']
 
 
 def plot(rows, path):
@@ -112,7 +124,7 @@ def main():
     start = time.time()
     start_run_server(args.threads)  # first: its imports overlap ours and the data generation
 
-    if {'detection', 'segmentation'} & set(args.tasks):
+    if set(SHAPES_TASKS) & set(args.tasks):
         from mmkd.datasets import make_shapes_dataset
         make_shapes_dataset(osp.join(REPO, 'data', 'shapes'))
     variants = {name: extra for name, *extra in args.variant}
@@ -121,6 +133,7 @@ def main():
     # Every task's: a method may read a teacher of another task (trained with its own options).
     options = {task: [*(TUNE_OPTIONS[task] if args.tune else []), *args.cfg_options]
                for task in TASKS}
+    options['pretrain'] = list(args.cfg_options)  # the variants' backbone pretrainings
     try:
         rows = run_grid(args.tasks, args.methods, args.seeds, args.work_dir,
                         args.teacher_work_dir, options, jobs=args.jobs, threads=args.threads,
