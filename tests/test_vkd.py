@@ -37,6 +37,39 @@ def test_projector_stays_orthogonal_after_optimiser_steps(c_s, c_t):
     assert not torch.allclose(proj.scale.detach(), torch.ones(c_t))  # the affine part trains too
 
 
+@pytest.mark.parametrize('c_s,c_t', [(8, 16), (16, 8), (12, 12)])
+def test_weight_decay_never_zeroes_the_projector(c_s, c_t, monkeypatch):
+    """AdamW's weight decay on the projector's parameter: the weight stays orthogonal and the
+    student keeps getting a gradient. Without the diagonal kept at +-1, torch's householder map
+    (C_s != C_t) truncates the decayed diagonal to 0 and the weight becomes zero at once (the
+    dead VkD block the gradient shares showed, docs/analysis.md); the square case uses the
+    matrix exponential, which decay cannot break."""
+    from mmkd.methods.vkd import OrthogonalProjector
+
+    def train(steps=3):
+        torch.manual_seed(0)
+        s, t = torch.randn(32, c_s, requires_grad=True), torch.randn(32, c_t)
+        m = built(VkD(normalize='sample'), s, t)
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.05)
+        for _ in range(steps):
+            loss = m(s, t)['loss_vkd']
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        grad, = torch.autograd.grad(m(s, t)['loss_vkd'], s)
+        return m.connectors[0].weight.detach(), grad
+
+    weight, grad = train()
+    gram_is_identity(weight)
+    assert grad.norm() > 1e-3
+    monkeypatch.setattr(OrthogonalProjector, '_keep_unit_diagonal', lambda self: None)
+    weight, grad = train()
+    if c_s != c_t:
+        assert weight.abs().max() == 0 and grad.norm() == 0
+    else:
+        gram_is_identity(weight)
+
+
 def test_narrow_student_projection_preserves_inner_products():
     torch.manual_seed(0)
     proj = OrthogonalProjector(6, 20)

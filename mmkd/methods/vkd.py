@@ -31,6 +31,18 @@ class OrthogonalProjector(BaseModule):
     ``W^T W = I`` when the student is narrower (C_out >= C_in: columns orthonormal, inner
     products preserved) and ``W W^T = I`` when it is wider (rows orthonormal).
 
+    Weight decay: for C_in != C_out torch's default map is ``householder``, which reads the
+    sign of each reflection from the diagonal of the unconstrained parameter *truncated to an
+    integer* (``X.diagonal().int()``, torch 2.14 ``_Orthogonal.forward``). The loss gives that
+    diagonal no gradient, but weight decay (AdamW's, or SGD's) shrinks it from +-1 to below 1
+    in magnitude at the first step, the truncation makes it 0, and the weight becomes the zero
+    matrix for good: the block's loss then stays constant and sends the student no gradient.
+    The authors' code (the same parametrisation, trained with AdamW weight decay on 2-D
+    parameters) is exposed to the same; here the diagonal is put back to its sign (+-1) before
+    each forward, which is what the parametrisation stores at initialisation, changes nothing
+    while no decay acts on it, and leaves decay on the reflections themselves. Found with
+    ``tools/analysis/grad_shares.py`` (a zero gradient share; docs/analysis.md).
+
     Args:
         in_channels, out_channels (int): C_in (student) and C_out (teacher).
         affine (bool): learnable per-output-channel scale (init 1) and bias (init 0) after the
@@ -53,7 +65,18 @@ class OrthogonalProjector(BaseModule):
         """The current orthogonal weight (C_out, C_in)."""
         return self.linear.weight
 
+    def _keep_unit_diagonal(self) -> None:
+        """Householder map only: the unconstrained parameter's diagonal back to its sign
+        (+-1; +1 where it is 0), undoing weight decay on it (see the class docstring)."""
+        param = self.linear.parametrizations.weight
+        if str(param[0].orthogonal_map).split('.')[-1] != 'householder':
+            return
+        with torch.no_grad():
+            diag = param.original.diagonal(dim1=-2, dim2=-1)
+            diag.copy_(torch.where(diag < 0, -1.0, 1.0).to(diag.dtype))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._keep_unit_diagonal()
         # The orthogonal weight is computed outside autocast (in the parameter's float32): only
         # the product runs in the autocast dtype, so AMP cannot break the parametrisation.
         with torch.autocast(device_type=x.device.type, enabled=False):
