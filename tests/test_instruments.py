@@ -71,3 +71,20 @@ def test_instruments_names_a_missing_run(tmp_path):
     assert proc.returncode != 0
     assert osp.join(str(tmp_path), 'digits', 'kd_seed0') in proc.stdout
     assert 'no such run' in proc.stdout
+
+
+def test_analysis_runner_puts_schedules_at_the_checkpoints_last_step(tmp_path, teacher_ckpts):
+    """A tool reading a checkpoint measures the losses with the weights that step trained with:
+    DKD's digits warm-up (min(iteration / 18, 1)) as it was at the checkpoint's last
+    iteration, not its first value (1/18)."""
+    from mmkd.analysis import analysis_runner
+    config = 'configs/demo/digits/dkd_resnet34-wide_resnet18-tiny_digits.py'
+    options = {'model.teacher.checkpoint': teacher_ckpts['digits']}
+    with analysis_runner(config, None, options) as runner:
+        assert runner.model.blocks['logits'].loss_weight.current() == pytest.approx(1 / 18)
+        state = runner.model.state_dict()
+    for meta, weight in ((dict(epoch=0, iter=9), 9 / 18), (dict(epoch=10, iter=210), 1.0)):
+        path = str(tmp_path / f'iter_{meta["iter"]}.pth')
+        torch.save(dict(state_dict=state, meta=meta), path)
+        with analysis_runner(config, path, options) as runner:
+            assert runner.model.blocks['logits'].loss_weight.current() == pytest.approx(weight)

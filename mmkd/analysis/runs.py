@@ -17,14 +17,16 @@ from typing import Iterator, Optional
 import torch
 
 
-def load_student_checkpoint(model, path: str) -> None:
+def load_student_checkpoint(model, path: str) -> dict:
     """Load ``path`` into the distiller ``model``: a distiller's training checkpoint (its
     ``student.*`` keys and the methods' modules, every one of them required) or a plain
     student's checkpoint (loaded strictly into ``model.student``). Loaded safely
-    (:func:`mmkd.utils.checkpoint.safe_torch_load`)."""
+    (:func:`mmkd.utils.checkpoint.safe_torch_load`). Returns the checkpoint's ``meta`` (empty
+    when it has none)."""
     from ..utils.checkpoint import safe_torch_load
-    state = safe_torch_load(path)
-    state = state.get('state_dict', state)
+    checkpoint = safe_torch_load(path)
+    meta = checkpoint.get('meta') or {}
+    state = checkpoint.get('state_dict', checkpoint)
     if any(k.startswith('student.') for k in state):
         missing, _ = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k.startswith(('student.', 'methods.'))]
@@ -33,6 +35,22 @@ def load_student_checkpoint(model, path: str) -> None:
                            'checkpoint of this config.')
     else:
         model.student.load_state_dict(state, strict=True)
+    return meta if isinstance(meta, dict) else {}
+
+
+def set_training_step(runner, meta: dict) -> None:
+    """Put the runner's message hub at the last training step of a checkpoint (``meta``:
+    its ``epoch`` and ``iter``, the counts completed), with the run's planned totals, so that
+    loss-weight schedules (a warm-up, a decay) give the weight that step trained with, not
+    their first value."""
+    hub = runner.message_hub
+    for key in ('epoch', 'iter'):
+        if isinstance(meta.get(key), int) and meta[key] >= 1:
+            hub.update_info(key, meta[key] - 1)
+    train_cfg = runner.cfg.get('train_cfg') or {}
+    for key in ('max_epochs', 'max_iters'):
+        if isinstance(train_cfg.get(key), int):
+            hub.update_info(key, train_cfg[key])
 
 
 @contextlib.contextmanager
@@ -40,8 +58,9 @@ def analysis_runner(config: str, checkpoint: Optional[str] = None, cfg_options=N
                     seed: int = 0, need_distiller: bool = True, what: str = 'this tool'):
     """An MMEngine runner built from ``config`` as ``tools/train.py`` builds it (teachers
     loaded from their checkpoints), with ``checkpoint`` loaded (see
-    :func:`load_student_checkpoint`) or, without one, the student initialised as training
-    starts. Exits with a message naming the config when ``need_distiller`` and the model is
+    :func:`load_student_checkpoint`) and the message hub at its last training step
+    (:func:`set_training_step`: scheduled loss weights as they were then), or, without one,
+    the student initialised as training starts. Exits with a message naming the config when ``need_distiller`` and the model is
     not a distiller."""
     from mmengine.runner import Runner
 
@@ -60,7 +79,7 @@ def analysis_runner(config: str, checkpoint: Optional[str] = None, cfg_options=N
                 f'{osp.splitext(osp.basename(config))[0]}_{uuid.uuid4().hex[:8]}'
         runner = Runner.from_cfg(cfg)
         if checkpoint:
-            load_student_checkpoint(runner.model, checkpoint)
+            set_training_step(runner, load_student_checkpoint(runner.model, checkpoint))
         else:
             runner.model.init_weights()  # as training starts (teachers keep their weights)
         yield runner
