@@ -46,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument('--batches', type=int, default=8, help='batches for --grad-shares')
     parser.add_argument('--out', required=True, help='folder for instruments.json / .md')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per tool run')
+    parser.add_argument('--table-only', action='store_true',
+                        help='remake instruments.md from the instruments.json in --out')
     return parser.parse_args(argv)
 
 
@@ -135,43 +137,74 @@ def spearman(xs, ys):
     return float(spearmanr(xs, ys).statistic)
 
 
+def _cell(values, digits=3):
+    from demo import mean_std
+    if not values:
+        return '—'
+    m, s = mean_std(values)
+    return f'{m:.{digits}f} ± {s:.{digits}f}'
+
+
 def table(runs, task):
-    """Markdown: per method, mean ± std over seeds of the task score and every agreement /
-    gradient key; then the rank correlation over all runs of the score with each key."""
-    from demo import TASKS, mean_std
+    """Markdown: per method, mean ± std over seeds of the task score, every agreement measure
+    and each block's gradient share and cosine with the task; then the Spearman rank
+    correlation between the task score and each agreement measure, over all runs and over the
+    distilled runs only (the plain student left out)."""
+    from demo import TASKS
     metric = TASKS[task]['metric']
     scale = TASKS[task].get('scale', 1.0)
-    keys = sorted({k for r in runs for k in r['values']
-                   if k.startswith(('agreement/', 'grad/'))})
-    keys = [k for k in keys if k != 'agreement/student_acc']  # the task score again
+    keys = sorted({k for r in runs for k in r['values'] if k.startswith('agreement/')
+                   and k != 'agreement/student_acc'})  # (the task score again)
+    blocks = sorted({k.split('/')[1] for r in runs for k in r['values']
+                     if k.startswith('grad/')})
     head = ['method', 'seeds', TASKS[task]['metric_name']] + [
         k.split('/', 1)[1] for k in keys]  # 'agreement/teacher/kl' -> 'teacher/kl'
+    if blocks:
+        head.append('gradient at the end: block share, cos with task')
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for method in dict.fromkeys(r['method'] for r in runs):
         rows = [r for r in runs if r['method'] == method]
-        cells = [method, str(len(rows))]
-        for key in [metric] + keys:
-            values = [r['values'][key] * (scale if key == metric else 1.0) for r in rows
-                      if r['values'].get(key) is not None]
-            if values:
-                m, s = mean_std(values)
-                cells.append(f'{m:.2f} ± {s:.2f}' if key == metric else f'{m:.3f} ± {s:.3f}')
-            else:
-                cells.append('—')
+        cells = [method, str(len(rows)),
+                 _cell([r['values'][metric] * scale for r in rows if metric in r['values']], 2)]
+        cells += [_cell([r['values'][k] for r in rows if r['values'].get(k) is not None])
+                  for k in keys]
+        if blocks:
+            parts = []
+            for block in blocks:
+                share = [r['values'][f'grad/{block}/share'] for r in rows
+                         if r['values'].get(f'grad/{block}/share') is not None]
+                cos = [r['values'][f'grad/{block}/cos_task'] for r in rows
+                       if r['values'].get(f'grad/{block}/cos_task') is not None]
+                if share:
+                    parts.append(f'`{block.replace("distill.", "")}` '
+                                 f'{sum(share) / len(share):.2f}, {sum(cos) / len(cos):+.2f}')
+            cells.append('; '.join(parts) or '—')
         lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', f'Spearman rank correlation over the {len(runs)} runs between '
-              f'{TASKS[task]["metric_name"]} and:', '']
+    lines += ['', f'Spearman rank correlation between {TASKS[task]["metric_name"]} and each '
+              'measure: over all runs / over the distilled runs only:', '']
     for key in keys:
-        pairs = [(r['values'][metric], r['values'][key]) for r in runs
-                 if r['values'].get(key) is not None and metric in r['values']]
-        rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
-        if rho is not None:
-            lines.append(f'- `{key}`: {rho:+.2f} ({len(pairs)} runs)')
+        if key.endswith(('teacher_acc', 'teacher_ece', 'teacher_dece')):
+            continue  # the teacher's own: one value per teacher, not per run
+        rhos = []
+        for chosen in (runs, [r for r in runs if r['method'] != 'student']):
+            pairs = [(r['values'][metric], r['values'][key]) for r in chosen
+                     if r['values'].get(key) is not None and metric in r['values']]
+            rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+            rhos.append('n/a' if rho is None else f'{rho:+.2f} ({len(pairs)} runs)')
+        lines.append(f'- `{key}`: {rhos[0]} / {rhos[1]}')
     return '\n'.join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.table_only:
+        with open(osp.join(args.out, 'instruments.json')) as f:
+            runs = json.load(f)['runs']
+        text = table(runs, args.task)
+        with open(osp.join(args.out, 'instruments.md'), 'w') as f:
+            f.write(text + '\n')
+        print(text)
+        return
     from demo import TASKS
     teacher = args.teacher_checkpoint or osp.join(TASKS[args.task]['work'], 'teacher.pth')
     runs = []
