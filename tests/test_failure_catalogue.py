@@ -37,6 +37,12 @@ Sections, in this order:
   point and the valid choices, in tests/test_cka.py
   (``test_bad_point_names_are_refused_with_the_valid_choices``,
   ``test_point_features_split_tuples_and_refuse_what_is_not_batch_first``).
+- **Pretrained backbones of the shapes variant** (issue 33): the variant's students and
+  teachers read a pretrained backbone (``init_cfg=dict(type='Pretrained', ...)``, through the
+  same safe loading as every checkpoint), written only by tools/demo.py's fingerprinted,
+  atomic ``ensure_teacher``; a variant teacher's fingerprint holds the SHA-256 of the backbone
+  file, so a replaced or retrained backbone retrains the teacher instead of reusing it
+  (tests/test_pretrained_variant.py, ``test_grid_pretrains_once_and_passes_the_backbones_on``).
 - **Attention maps** (issue 33): ``tools/analysis/attention_maps.py`` reads CHECKPOINT through
   the shared loader (``mmkd.analysis.load_student_checkpoint``, safe loading): a checkpoint
   without the block's ``methods.<block>.*`` keys (a plain student's) is refused naming the file
