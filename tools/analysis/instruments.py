@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('work_root', help='the --work-dir of the quality grid')
     parser.add_argument('--task', required=True,
-                        choices=['classification', 'detection', 'segmentation'])
+                        choices=['classification', 'detection', 'segmentation', 'detection-pt',
+                                 'segmentation-pt'])
     parser.add_argument('--methods', nargs='+', required=True,
                         help='run names (config prefixes; "student" for the baseline)')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument('--grad-shares', action='store_true',
                         help='also measure gradient shares at the final weights (distilled runs)')
     parser.add_argument('--batches', type=int, default=8, help='batches for --grad-shares')
+    parser.add_argument('--grad-seeds', nargs='+', type=int, default=None,
+                        help='measure the gradient shares on these seeds only (default: all)')
     parser.add_argument('--out', required=True, help='folder for instruments.json / .md')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per tool run')
     parser.add_argument('--table-only', action='store_true',
@@ -216,7 +219,8 @@ def main(argv=None):
                          f'{args.work_root})')
             config, checkpoint = run_files(path)
             values = evaluate(config, checkpoint, args.task, teacher, args.threads)
-            if args.grad_shares and method != 'student':
+            if args.grad_shares and method != 'student' and (
+                    args.grad_seeds is None or seed in args.grad_seeds):
                 values.update({f'grad/{k}': v for k, v in
                                grad_shares(config, checkpoint, args.batches,
                                            args.threads).items()})
