@@ -388,30 +388,31 @@ def test_dense_distillers_val_teachers_and_own_teachers(task, shapes_root, teach
     checkpoint, run on the evaluator's data batch) gives the distiller's numbers."""
     from mmengine.config import Config
     from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DATASETS, init_default_scope
+    from mmengine.registry import DATASETS, DefaultScope
     from conftest import DET, SEG
     cfgs = dict(det=DET, seg=SEG)[task]
     cfg = Config.fromfile(cfgs['distill'])
-    init_default_scope(cfg.default_scope)
-    model_cfg = cfg.model
-    model_cfg.teacher.checkpoint = teacher_ckpts[task]
-    model_cfg.val_teachers = True
-    if cfg.get('data_preprocessor') is not None and model_cfg.get('data_preprocessor') is None:
-        model_cfg.data_preprocessor = cfg.data_preprocessor
-    model = build(model_cfg, cfg.default_scope).eval()
-    data_cfg = cfg.test_dataloader.dataset
-    data_cfg.data_root = shapes_root
-    data_cfg.pop('indices', None)
-    dataset = DATASETS.build(data_cfg)
-    data_batch = pseudo_collate([dataset[0], dataset[1]])
-    with torch.no_grad():
-        outputs = model.test_step(data_batch)
-    via_distiller = evaluate(TeacherStudentAgreement(), [o.to_dict() for o in outputs])
-    own = TeacherStudentAgreement(teachers=dict(teacher=dict(
-        config=cfgs['teacher'], checkpoint=teacher_ckpts[task])))
-    own.process(data_batch, [o.to_dict() for o in outputs])
-    res = own.evaluate(2)
-    assert res.keys() == via_distiller.keys()
-    for k, v in via_distiller.items():
-        assert res[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
-    print(task, res)
+    # the scope only for this test (init_default_scope would leave it for the next ones)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model_cfg = cfg.model
+        model_cfg.teacher.checkpoint = teacher_ckpts[task]
+        model_cfg.val_teachers = True
+        if cfg.get('data_preprocessor') is not None and model_cfg.get('data_preprocessor') is None:
+            model_cfg.data_preprocessor = cfg.data_preprocessor
+        model = build(model_cfg, cfg.default_scope).eval()
+        data_cfg = cfg.test_dataloader.dataset
+        data_cfg.data_root = shapes_root
+        data_cfg.pop('indices', None)
+        dataset = DATASETS.build(data_cfg)
+        data_batch = pseudo_collate([dataset[0], dataset[1]])
+        with torch.no_grad():
+            outputs = model.test_step(data_batch)
+        via_distiller = evaluate(TeacherStudentAgreement(), [o.to_dict() for o in outputs])
+        own = TeacherStudentAgreement(teachers=dict(teacher=dict(
+            config=cfgs['teacher'], checkpoint=teacher_ckpts[task])))
+        own.process(data_batch, [o.to_dict() for o in outputs])
+        res = own.evaluate(2)
+        assert res.keys() == via_distiller.keys()
+        for k, v in via_distiller.items():
+            assert res[k] == pytest.approx(v, rel=1e-6, nan_ok=True), k
+        print(task, res)
