@@ -60,8 +60,8 @@ def analysis_runner(config: str, checkpoint: Optional[str] = None, cfg_options=N
     loaded from their checkpoints), with ``checkpoint`` loaded (see
     :func:`load_student_checkpoint`) and the message hub at its last training step
     (:func:`set_training_step`: scheduled loss weights as they were then), or, without one,
-    the student initialised as training starts. Exits with a message naming the config when ``need_distiller`` and the model is
-    not a distiller."""
+    the student initialised as training starts. Exits with a message naming the config when
+    ``need_distiller`` and the model is not a distiller."""
     from mmengine.runner import Runner
 
     from ..utils.tool_config import is_distiller_config, load_tool_config
