@@ -1315,6 +1315,16 @@ MESSAGE_CASES = [
      lambda: samples_with('score', 3.5)(4),
      TypeError, ['data_samples[i].score', "model.teacher.inputs='score'", 'holds float',
                  'not an image']),
+    # issue 34: a frozen teacher's forward options
+    ('teacher-precision-unknown',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], precision='int8')), None,
+     ValueError, ["model.teacher.precision='int8'", "['fp32', 'bf16', 'fp16']"]),
+    ('teacher-channels-last-not-a-bool',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], channels_last='yes')), None,
+     TypeError, ['model.teacher.channels_last', 'True or False', "'yes'"]),
+    ('trainable-teacher-precision',
+     lambda c, p: dict(teacher=teacher_cfg(None, trainable=True, precision='bf16')), None,
+     ValueError, ['model.teacher', 'frozen', 'trainable teacher', 'AmpOptimWrapper']),
     ('revise-keys-bad-regex',
      lambda c, p: dict(teacher=None, blocks=block(teacher='t:head.fc'), teachers=dict(
          t=teacher_cfg(c['digits'], revise_keys=[('(', '')]))), None,

@@ -50,8 +50,9 @@ from .loss_weights import NEGATIVE_OPT_IN, LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
 from .teacher_kinds import SELF, SelfTeacher, TrainableTeacher, self_teacher_config
-from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView, check_revise_keys,
-                       group_teacher_points, parse_normalisation, split_learner_points)
+from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView, check_forward_options,
+                       check_revise_keys, group_teacher_points, parse_normalisation,
+                       split_learner_points)
 
 BLOCK_KEYS = ('student', 'teacher', 'method', 'loss_weight', NEGATIVE_OPT_IN)
 NONFINITE_POLICIES = ('raise', 'skip')
@@ -209,7 +210,10 @@ class Distiller(BaseModel):
             safely) and optionally ``scope``, ``revise_keys`` (``[(regex, replacement)]``
             applied to the checkpoint's keys, for weights from another codebase, e.g. timm),
             ``normalisation``, ``inputs`` and ``stop_early`` (see
-            :mod:`mmkd.distillers.teachers`).
+            :mod:`mmkd.distillers.teachers`), and the forward options of a frozen teacher:
+            ``precision`` (``'fp32'``, default; ``'bf16'`` or ``'fp16'``: autocast on this
+            teacher's forward only, its recorded values handed to the methods as float32)
+            and ``channels_last`` (its weights and image input in that memory layout).
         teachers (dict, optional): several named teachers, ``name -> dict`` as ``teacher``.
             Give ``teacher`` or ``teachers``. Blocks name the teacher of each point:
             ``teacher='det:neck'`` or ``dict(teacher='det', module='neck')``.
@@ -609,9 +613,11 @@ class Distiller(BaseModel):
         view = TeacherView(
             Normalisation.of_preprocessor(self.student.data_preprocessor),
             parse_normalisation(normalisation, model, where), inputs, desc, f'model.{where}')
+        precision, channels_last = check_forward_options(teacher, where, trainable)
         kind = TrainableTeacher if trainable else Teacher
         return kind(name, model, scope, checkpoint, str(label), view, teacher.get('stop_early'),
-                    config=copy.deepcopy(cfg))
+                    config=copy.deepcopy(cfg), precision=precision,
+                    channels_last=channels_last)
 
     def _build_blocks(self, blocks):
         if not isinstance(blocks, dict) or not blocks:

@@ -35,6 +35,7 @@ Channel order follows OpenMMLab: images are loaded BGR, a preprocessor with ``bg
 (``to_rgb`` in mmpretrain) flips them to RGB *before* normalising, and its mean/std are given in
 the flipped order.
 """
+import contextlib
 import logging
 import re
 from typing import List, Optional, Sequence
@@ -44,7 +45,11 @@ import torch
 from mmengine.logging import print_log
 
 TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope', 'revise_keys', 'normalisation',
-                'inputs', 'stop_early', 'trainable')
+                'inputs', 'stop_early', 'trainable', 'precision', 'channels_last')
+
+#: A frozen teacher's forward precision (``precision=``): autocast to this dtype on the
+#: teacher's forward only (the student and the methods stay as they are).
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class Normalisation:
@@ -361,26 +366,45 @@ class Teacher:
     runs = True
 
     def __init__(self, name: str, model, scope: str, checkpoint: str, source: str,
-                 view: TeacherView, stop_early: Optional[bool] = None, config=None):
+                 view: TeacherView, stop_early: Optional[bool] = None, config=None,
+                 precision: str = 'fp32', channels_last: bool = False):
         self.name, self.model, self.scope = name, model, scope
         self.checkpoint, self.source, self.view = checkpoint, source, view
         self.stop_early = stop_early
         self.config = config  # the model dict it was built from (export of a trainable one)
         self.recorder = None  # set once the blocks are known
         self.desc = f'teacher {name!r} ({source})'
+        # The forward options (issue 34): autocast to a lower precision on this teacher's
+        # forward only, and the channels-last memory layout for its weights and its input.
+        self.precision, self.channels_last = precision, channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _forward_context(self, x):
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        device = x.device.type if torch.is_tensor(x) else 'cpu'
+        return torch.autocast(device_type=device, dtype=dtype)
 
     def record(self, inputs, data_samples, record_fn, grad: bool = False) -> dict:
         """Run on its view of the batch (``record_fn`` is the distiller's forward with the
         recorder on); a frozen teacher has no losses of its own. Without gradients, unless
         ``grad``: its weights stay frozen, but the graph to its input is kept (a data-free
-        generator learns through the teacher)."""
-        with torch.set_grad_enabled(grad):
-            record_fn(self.recorder, self.model, self.view(inputs, data_samples), data_samples)
+        generator learns through the teacher). With ``precision`` the forward runs under
+        autocast to that dtype; with ``channels_last`` its image input is made channels-last."""
+        x = self.view(inputs, data_samples)
+        if self.channels_last and torch.is_tensor(x) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.set_grad_enabled(grad), self._forward_context(x):
+            record_fn(self.recorder, self.model, x, data_samples)
         return {}
 
     def get(self, point, learner: bool = False):
-        """The value recorded at ``point`` in this step."""
-        return self.recorder.get(point)
+        """The value recorded at ``point`` in this step (float32 whatever the teacher's
+        ``precision``: the methods compute as they do with a full-precision teacher)."""
+        value = self.recorder.get(point)
+        return value if self.precision == 'fp32' else _as_float32(value)
 
     def log_view(self):
         view = self.view
@@ -397,6 +421,39 @@ class Teacher:
             print_log(f'The {self.desc} is fed the batch re-normalised from the student\'s '
                       f'{view.student.describe()} to its own {view.teacher.describe()}.',
                       logger='current', level=logging.INFO)
+
+
+def check_forward_options(teacher: dict, where: str, trainable: bool):
+    """A teacher's ``precision`` (one of :data:`PRECISIONS`, default ``'fp32'``) and
+    ``channels_last`` (bool, default False), checked; refused on a trainable teacher, whose
+    forward is part of the training step (the optimiser wrapper's AMP decides it there)."""
+    precision = teacher.get('precision', 'fp32')
+    channels_last = teacher.get('channels_last', False)
+    if precision not in PRECISIONS:
+        raise ValueError(f'model.{where}.precision={precision!r}: valid values are '
+                         f'{list(PRECISIONS)} (autocast on the teacher forward only).')
+    if not isinstance(channels_last, bool):
+        raise TypeError(f'model.{where}.channels_last must be True or False, got '
+                        f'{channels_last!r}.')
+    if trainable and (precision != 'fp32' or channels_last):
+        raise ValueError(f'model.{where}: precision and channels_last are options of a frozen '
+                         "teacher's forward; a trainable teacher trains with the student "
+                         '(use the optimiser wrapper\'s AMP, `optim_wrapper.type='
+                         "'AmpOptimWrapper'`).")
+    return precision, channels_last
+
+
+def _as_float32(value):
+    """``value`` (a tensor, or nested tuples/lists/dicts of them) with every floating
+    tensor of lower precision cast to float32."""
+    if torch.is_tensor(value):
+        return value.float() if value.is_floating_point() and value.dtype != torch.float32 \
+            and value.dtype != torch.float64 else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _as_float32(v) for k, v in value.items()}
+    return value
 
 
 def split_teacher_point(spec, teacher_names: Sequence[str], block: str,
