@@ -157,6 +157,24 @@ def assert_blocks_logged(config_path: str, out: str) -> None:
         assert re.search(r'student\.[\w.]*loss\w*: [0-9.]+', out)  # and the task losses
 
 
+@pytest.fixture(autouse=True)
+def _mmengine_globals_put_back():
+    """MMEngine keeps the default registry scope and the message hub as global "current"
+    instances: a test that builds a Runner (or calls ``init_default_scope``) leaves its scope
+    and its hub (with an iteration count that scheduled loss weights read) current for every
+    later test of the same worker. Each test starts from the instances that were current
+    before it, so no test depends on which tests ran before it in its worker."""
+    from collections import OrderedDict
+
+    from mmengine.logging import MessageHub
+    from mmengine.registry import DefaultScope
+    saved = {cls: OrderedDict(cls._instance_dict) for cls in (DefaultScope, MessageHub)}
+    yield
+    for cls, instances in saved.items():
+        cls._instance_dict.clear()
+        cls._instance_dict.update(instances)
+
+
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
     """Run a repo tool with this interpreter; return the completed process (output joined)."""
     full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))
