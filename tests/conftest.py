@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 import os.path as osp
@@ -157,22 +158,37 @@ def assert_blocks_logged(config_path: str, out: str) -> None:
         assert re.search(r'student\.[\w.]*loss\w*: [0-9.]+', out)  # and the task losses
 
 
-@pytest.fixture(autouse=True)
-def _mmengine_globals_put_back():
+@contextlib.contextmanager
+def _mmengine_globals_kept():
     """MMEngine keeps the default registry scope and the message hub as global "current"
-    instances: a test that builds a Runner (or calls ``init_default_scope``) leaves its scope
-    and its hub (with an iteration count that scheduled loss weights read) current for every
-    later test of the same worker. Each test starts from the instances that were current
-    before it, so no test depends on which tests ran before it in its worker."""
+    instances: a test (or a module's fixture) that builds a Runner, or calls
+    ``init_default_scope``, leaves its scope and its hub (with an iteration count that
+    scheduled loss weights read) current for every later test of the same worker. The
+    instances current before are put back afterwards, so no test depends on which tests (or
+    test modules) ran before it in its worker."""
     from collections import OrderedDict
 
     from mmengine.logging import MessageHub
     from mmengine.registry import DefaultScope
     saved = {cls: OrderedDict(cls._instance_dict) for cls in (DefaultScope, MessageHub)}
-    yield
-    for cls, instances in saved.items():
-        cls._instance_dict.clear()
-        cls._instance_dict.update(instances)
+    try:
+        yield
+    finally:
+        for cls, instances in saved.items():
+            cls._instance_dict.clear()
+            cls._instance_dict.update(instances)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _mmengine_globals_per_module():
+    with _mmengine_globals_kept():  # around the module's own fixtures too
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _mmengine_globals_per_test():
+    with _mmengine_globals_kept():
+        yield
 
 
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
