@@ -191,6 +191,16 @@ def _mmengine_globals_per_test():
         yield
 
 
+def load_tool_module(relpath: str):
+    """A repo tool (``'tools/analysis/cka.py'``) imported as a module, to call its functions."""
+    import importlib.util
+    name = osp.splitext(osp.basename(relpath))[0] + '_tool'
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
     """Run a repo tool with this interpreter; return the completed process (output joined)."""
     full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))

@@ -6,14 +6,14 @@ here, not through the method's helpers), the running mean against per-sample sum
 keys against its selection rules by hand; the tool in process (state untouched, refusals) and
 end to end from a fresh process on the digits demo configs.
 """
-import importlib.util
 import json
 import math
 import os.path as osp
 
 import pytest
 import torch
-from conftest import DEMO, REPO, build, digits_cfg, run_tool, teacher_checkpoint_options
+from conftest import (DEMO, build, digits_cfg, load_tool_module, run_tool,
+                      teacher_checkpoint_options)
 
 from mmkd.methods.attention_kd import AFD, RTK, AttentionStats
 
@@ -148,11 +148,7 @@ def test_running_mean_is_the_mean_over_samples_and_off_by_default():
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'attention_maps_tool', osp.join(REPO, 'tools', 'analysis', 'attention_maps.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool_module('tools/analysis/attention_maps.py')
 
 
 @pytest.fixture(scope='module')

@@ -1,24 +1,19 @@
 """mmkd.analysis.cka (CKA: closed form, invariances, RBF, the minibatch estimator, streaming)
 and tools/analysis/cka.py end to end on the digits KD demo config."""
-import importlib.util
 import itertools
 import json
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from conftest import DIGITS, REPO, build, digits_cfg, random_teacher_checkpoint, run_tool
+from conftest import (DIGITS, build, digits_cfg, load_tool_module, random_teacher_checkpoint,
+                      run_tool)
 
 from mmkd.analysis import cka as C
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'cka_tool', osp.join(REPO, 'tools', 'analysis', 'cka.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool_module('tools/analysis/cka.py')
 
 
 def _data(n=40, p=6, q=9, seed=0):

@@ -43,6 +43,13 @@ Sections, in this order:
   atomic ``ensure_teacher``; a variant teacher's fingerprint holds the SHA-256 of the backbone
   file, so a replaced or retrained backbone retrains the teacher instead of reusing it
   (tests/test_pretrained_variant.py, ``test_grid_pretrains_once_and_passes_the_backbones_on``).
+- **Instruments over a grid** (issue 33): ``tools/analysis/instruments.py WORK_ROOT`` reads only
+  the run folders under the root the user names: each run's config (the one MMEngine dumped,
+  loaded as a config exactly as ``tools/test.py`` would load it; the user named the folder),
+  ``last_checkpoint`` (at most 4,096 characters, one path, which must be a file: refused naming
+  the run otherwise) and, with ``--table-only``, its own ``instruments.json`` (``json.load``,
+  never code); a method or seed without a run is refused naming the folder
+  (tests/test_instruments.py, ``test_instruments_names_a_missing_run``).
 - **Attention maps** (issue 33): ``tools/analysis/attention_maps.py`` reads CHECKPOINT through
   the shared loader (``mmkd.analysis.load_student_checkpoint``, safe loading): a checkpoint
   without the block's ``methods.<block>.*`` keys (a plain student's) is refused naming the file

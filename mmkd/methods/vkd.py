@@ -55,6 +55,9 @@ class OrthogonalProjector(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.linear = parametrizations.orthogonal(nn.Linear(in_channels, out_channels,
                                                             bias=False))
+        # Only torch's householder map (C_in != C_out) reads the truncated diagonal.
+        self._householder = str(
+            self.linear.parametrizations.weight[0].orthogonal_map).endswith('householder')
         self.affine = affine
         if affine:
             self.scale = nn.Parameter(torch.ones(out_channels))
@@ -68,11 +71,10 @@ class OrthogonalProjector(BaseModule):
     def _keep_unit_diagonal(self) -> None:
         """Householder map only: the unconstrained parameter's diagonal back to its sign
         (+-1; +1 where it is 0), undoing weight decay on it (see the class docstring)."""
-        param = self.linear.parametrizations.weight
-        if str(param[0].orthogonal_map).split('.')[-1] != 'householder':
+        if not self._householder:
             return
         with torch.no_grad():
-            diag = param.original.diagonal(dim1=-2, dim2=-1)
+            diag = self.linear.parametrizations.weight.original.diagonal(dim1=-2, dim2=-1)
             diag.copy_(torch.where(diag < 0, -1.0, 1.0).to(diag.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,9 +65,11 @@ def run_files(path):
     if len(configs) != 1:
         sys.exit(f'{path}: expected the one config the run dumped, found {configs}')
     with open(osp.join(path, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+        checkpoint = f.read(4096).strip()  # one path (MMEngine writes nothing else there)
     if not osp.isabs(checkpoint) and not osp.exists(checkpoint):
         checkpoint = osp.join(path, osp.basename(checkpoint))
+    if not osp.isfile(checkpoint):
+        sys.exit(f'{path}/last_checkpoint names {checkpoint!r:.300}, which is not a file')
     return configs[0], checkpoint
 
 
