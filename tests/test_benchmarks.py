@@ -8,6 +8,7 @@ import statistics
 import sys
 
 import pytest
+import torch
 from conftest import DIGITS, REPO, run_tool
 
 
@@ -38,6 +39,21 @@ def test_overhead_summary_from_rounds_by_hand():
     assert r['time_ms']['distill']['q1'] == pytest.approx(16.75)  # inclusive quartiles
     assert r['memory_ratio'] == pytest.approx(9 / 10)
     assert r['memory_ratio_with_methods'] == pytest.approx(9 / 11)
+    assert r['distill_over_student'] == pytest.approx(1.65)  # 17/10, 33/20, 16.5/10
+
+
+def test_overhead_cached_teacher_gives_the_live_losses():
+    """--teacher-cache: the distill phase's distiller reads a cache of the batch written from
+    the live one, and its losses on that batch are the live distiller's, bit for bit."""
+    ov = _benchmark_tool('overhead')
+    (cached, live), inputs, samples = ov.build(DIGITS['distill'], 'cpu', True, 8,
+                                               cache=dict(dtype='fp32', topk=None))
+    assert cached.teacher_info('teacher').kind == 'cached' and not cached.teachers
+    assert live.teacher_info('teacher').kind == 'frozen'
+    cached.load_state_dict(live.state_dict())
+    a, b = cached(inputs, samples, mode='loss'), live(inputs, samples, mode='loss')
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), {k: (a[k], b[k]) for k in a}
 
 
 def test_overhead_discovers_distillers_by_model_type(tmp_path):

@@ -267,3 +267,28 @@ def test_slurm_train_and_test_scripts(one_node_run, tmp_path, teacher_ckpts):
         f'{config} {work / "epoch_1.pth"} --launcher=slurm --work-dir {tmp_path / "test"}',
         'scontrol show hostname localhost,fake-node-2',
         'scontrol show hostname localhost,fake-node-2']
+
+
+def test_teacher_cache_sharded_by_two_processes(one_node_run, tmp_path, teacher_ckpts):
+    """tools/cache_teacher.py under torchrun writes one shard per rank; a 2-process run from
+    that cache ends on every rank with the live 2-process run's weights, bit for bit."""
+    import json
+    config = probe_config(tmp_path, teacher_ckpts['digits'])
+    cache = tmp_path / 'cache'
+    runs = launch([('cache', [sys.executable, '-m', 'torch.distributed.run', '--nnodes=1',
+                              '--nproc_per_node=2', '--master_addr=127.0.0.1',
+                              f'--master_port={free_port()}', 'tools/cache_teacher.py', config,
+                              '--out', str(cache), '--launcher', 'pytorch'], {})], tmp_path)
+    code, out = runs['cache']
+    assert code == 0, out[-6000:]
+    meta = json.loads((cache / 'meta.json').read_text())
+    assert meta['world_size'] == 2 and meta['samples'] == 256
+    assert [s['rows'] for s in meta['teachers']['teacher']['shards']] == [128, 128]
+    assert all((cache / 'teacher' / f'r{r}.index.npz').exists() for r in (0, 1))
+    work = tmp_path / 'work'
+    runs = launch([('train', ['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+                              str(work), '--cfg-options', f'model.teacher.cache={cache}'],
+                    dict(MASTER_ADDR='127.0.0.1', PORT=str(free_port())))], tmp_path)
+    assert_clean_exit(*runs['train'], ranks=(0, 1))
+    for rank in (0, 1):
+        assert_same_weights(weights(work, rank), weights(one_node_run[0], rank))

@@ -60,6 +60,26 @@ Sections, in this order:
   naming the file and the line, a half-written last line is skipped. Package metafiles are
   parsed by MMEngine as before; mmkd only caches the result (tests/test_configs.py).
 
+- **Teacher caches** (issue 34): a cache folder (``teachers.<name>.cache``, written by
+  ``tools/cache_teacher.py``) is read as data only: ``meta.json`` with ``json.load`` (at most
+  64 MiB), the per-rank index with ``numpy.load(allow_pickle=False)``, the values through
+  ``numpy.memmap`` after every file's size is checked against ``meta.json``, and each batch's
+  rows against their CRC-32 when read. A folder that is missing, incomplete (no
+  ``meta.json``), not a cache, too large, truncated, overwritten or built for another world
+  size, teacher or batches is refused naming the file or the keys that differ (config cases
+  here; the rest in tests/test_teacher_cache.py, ``test_damaged_or_incomplete_caches_are_
+  detected``, ``test_a_cache_for_other_batches_is_refused_naming_what_differs``).
+
+- **Sharded training** (issue 34): ``model_wrapper_cfg=dict(type='mmkd.DistillerFSDP', ...)``
+  with an unknown key (the valid keys), an unknown ``shard_units`` (the valid values), class
+  names no module has (the classes present), a non-bool ``reshard_after_forward``, a model
+  that is not a distiller or a distiller with its own train step (the data-free one: use
+  DDP), no process group (launch with tools/dist_train.sh), training without
+  ``mmkd.DistillerFSDPHook`` (the line to add) and initialising weights after sharding; each
+  refused naming the setting, in tests/test_fsdp.py
+  (``test_config_errors_name_the_valid_choices``, ``test_needs_a_process_group``,
+  ``test_train_step_without_hook_and_init_after_sharding_refused``).
+
 Tool-level cases of the same kinds, which need a command-line run, are in
 tests/test_safe_loading.py (code-carrying checkpoints on every scheme) and
 tests/test_train_e2e.py (tools/test.py on a corrupted checkpoint, --resume of a truncated one or
@@ -95,6 +115,7 @@ from scipy.io import loadmat, savemat
 import mmkd  # noqa: F401  (safe, checked checkpoint loading)
 from mmkd.datasets import KADID10kDataset, KonIQ10kDataset, LIVEChallengeDataset, LIVEDataset
 from mmkd.distillers import NonFiniteError
+from mmkd.distillers.teacher_cache import TeacherCacheError
 from mmkd.hooks.run_record import check_data_only
 from mmkd.methods import AT
 from mmkd.recorders import RecordPointError
@@ -1251,6 +1272,16 @@ def teacher_cfg(ckpt, **keys):
     return dict(config=DIGITS['teacher'], checkpoint=ckpt, **keys)
 
 
+def meta_file(folder, text: str, size: int = 0) -> str:
+    """``folder`` holding a ``meta.json`` of ``text`` (a teacher cache that is not one),
+    extended to ``size`` bytes (sparse) if larger."""
+    with open(osp.join(folder, 'meta.json'), 'w') as f:
+        f.write(text)
+        if size > len(text):
+            f.truncate(size)
+    return str(folder)
+
+
 def grey_teacher(ckpts, tmp_path):
     """teachers=dict(grey=...): the digits teacher made for 1-channel images (the student's
     batch has 3), with a checkpoint that fits it."""
@@ -1332,6 +1363,22 @@ MESSAGE_CASES = [
     ('trainable-teacher-precision',
      lambda c, p: dict(teacher=teacher_cfg(None, trainable=True, precision='bf16')), None,
      ValueError, ['model.teacher', 'frozen', 'trainable teacher', 'AmpOptimWrapper']),
+    ('teacher-compile-unknown-option',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], compile=dict(modes='x'))), None,
+     ValueError, ["model.teacher.compile={'modes': 'x'}", 'give True', "['fullgraph', "]),
+    ('teacher-cache-not-a-folder',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], cache=str(p / 'none'))), None,
+     TeacherCacheError, ['model.teacher.cache=', 'is not a folder', 'tools/cache_teacher.py']),
+    ('teacher-cache-incomplete',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], cache=str(p))), None,
+     TeacherCacheError, ['model.teacher.cache=', 'is incomplete: it has no meta.json',
+                         'did not finish']),
+    ('teacher-cache-not-a-cache',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], cache=meta_file(p, '[1, 2]'))), None,
+     TeacherCacheError, ['meta.json is not an mmkd teacher cache', "'mmkd-teacher-cache/1'"]),
+    ('teacher-cache-meta-too-large',
+     lambda c, p: dict(teacher=teacher_cfg(c['digits'], cache=meta_file(p, '{}', 2 ** 26 + 1))),
+     None, TeacherCacheError, ['meta.json is 67,108,865 bytes', "more than a cache's"]),
     ('revise-keys-bad-regex',
      lambda c, p: dict(teacher=None, blocks=block(teacher='t:head.fc'), teachers=dict(
          t=teacher_cfg(c['digits'], revise_keys=[('(', '')]))), None,

@@ -88,9 +88,14 @@ def main(args=None):
     from mmengine.runner import Runner
 
     import mmkd  # noqa: F401  (registers modules, safe checkpoint loading)
-    from mmkd.utils import LoadTestCheckpointHook, load_tool_config, setup_cpu_distributed
+    from mmkd.utils import (LoadTestCheckpointHook, cached_teachers, load_tool_config,
+                            setup_cpu_distributed)
 
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options, args.work_dir)
+    for teacher in cached_teachers(cfg.model).values():
+        # Testing reads no teacher values: a teacher cache (training's) need not be here;
+        # the teacher is built from its config and checkpoint, as without a cache.
+        teacher.pop('cache')
 
     if args.teacher:
         cfg.model.eval_teacher = check_teacher_to_test(cfg, args.config, args.teacher,

@@ -48,7 +48,7 @@ def main(args=None):
     from mmengine.runner import Runner
 
     import mmkd  # noqa: F401  (registers modules, safe checkpoint loading)
-    from mmkd.utils import (default_train_hooks, find_resumable_checkpoint,
+    from mmkd.utils import (cached_teachers, default_train_hooks, find_resumable_checkpoint,
                             is_distiller_config, load_tool_config, setup_cpu_distributed)
     from mmkd.utils.work_dir_lock import WorkDirInUseError, lock_work_dir
 
@@ -86,6 +86,13 @@ def main(args=None):
 
     # Checkpoints carry the random-number generators' states: resume repeats the run exactly.
     default_train_hooks(cfg)
+    if cached_teachers(cfg.model):  # a cache built for other batches is refused at once
+        default_train_hooks(cfg, ('mmkd.TeacherCacheHook',))
+    wrapper_type = str((cfg.get('model_wrapper_cfg') or {}).get('type', ''))
+    if wrapper_type.split('.')[-1] == 'DistillerFSDP':
+        # Sharded training: its hook skips the Runner's weight init (done before sharding),
+        # gathers full tensors on every rank before rank 0 saves, and shards them on load.
+        default_train_hooks(cfg, ('mmkd.DistillerFSDPHook',))
     if args.allow_objective_change:
         for hook in cfg.custom_hooks:
             if str(hook.get('type')).split('.')[-1] == 'RunRecordHook':

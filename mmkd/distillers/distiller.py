@@ -49,7 +49,9 @@ from .inserts import attach_inserts, infer_insert_channels
 from .loss_weights import NEGATIVE_OPT_IN, LossWeight, build_loss_weight
 from .model_builder import (build_model_in_scope, infer_model_scope, load_checkpoint_strict,
                             load_model_config, without_pretrained)
-from .teacher_kinds import SELF, SelfTeacher, TrainableTeacher, self_teacher_config
+from .teacher_cache import teacher_fingerprint
+from .teacher_kinds import (SELF, CachedTeacher, SelfTeacher, TrainableTeacher,
+                            self_teacher_config)
 from .teachers import (TEACHER_KEYS, Normalisation, Teacher, TeacherView, check_forward_options,
                        check_revise_keys, group_teacher_points, parse_normalisation,
                        split_learner_points)
@@ -212,8 +214,12 @@ class Distiller(BaseModel):
             ``normalisation``, ``inputs`` and ``stop_early`` (see
             :mod:`mmkd.distillers.teachers`), and the forward options of a frozen teacher:
             ``precision`` (``'fp32'``, default; ``'bf16'`` or ``'fp16'``: autocast on this
-            teacher's forward only, its recorded values handed to the methods as float32)
-            and ``channels_last`` (its weights and image input in that memory layout).
+            teacher's forward only, its recorded values handed to the methods as float32),
+            ``channels_last`` (its weights and image input in that memory layout) and
+            ``compile`` (True or ``torch.compile`` arguments; eager again, with a warning, if
+            compiling fails). ``cache='DIR'`` reads the teacher's values from a cache written
+            by ``tools/cache_teacher.py`` instead of running it
+            (:mod:`mmkd.distillers.teacher_cache`).
         teachers (dict, optional): several named teachers, ``name -> dict`` as ``teacher``.
             Give ``teacher`` or ``teachers``. Blocks name the teacher of each point:
             ``teacher='det:neck'`` or ``dict(teacher='det', module='neck')``.
@@ -338,6 +344,9 @@ class Distiller(BaseModel):
                 self._teachers[SELF] = SelfTeacher(self.student, **self_teacher_config(cfg))
                 continue
             t = self._build_teacher(name, cfg, shorthand=teacher is not None)
+            if t.model is None:  # values from a cache
+                self._teachers[name] = t
+                continue
             if not distributed:
                 t.model = revert_sync_batchnorm(t.model)
             if t.trainable:
@@ -363,7 +372,7 @@ class Distiller(BaseModel):
             + [p for b in blocks_ for n, p in b.teacher_points if n == SELF], 'student')
         for name, t in self._teachers.items():
             if not t.runs:
-                t.recorder = self.student_recorder
+                t.attach(self.student_recorder)
                 continue
             t.recorder = ModuleRecorder(
                 t.model, [p for b in blocks_ for n, p in b.teacher_points if n == name]
@@ -417,7 +426,8 @@ class Distiller(BaseModel):
     def _teacher_desc(self, name: str) -> str:
         if name == SELF:
             return 'student (as its own teacher, "self")'
-        return 'teacher' if list(self.teachers) == [SOLE_TEACHER] else f'teacher {name!r}'
+        others = [n for n in self._teachers if n != SELF]
+        return 'teacher' if others == [SOLE_TEACHER] else f'teacher {name!r}'
 
     def _eval_teacher_name(self) -> Optional[str]:
         value = self.eval_teacher
@@ -433,6 +443,10 @@ class Distiller(BaseModel):
                                  f'a name, one of {names}.' if names else
                                  'eval_teacher=True: this distiller has no teacher to test.')
             return names[0]
+        if value in self._teachers and value not in self.teachers:
+            raise ValueError(f'eval_teacher={value!r}: that teacher is '
+                             f'{self._teachers[value].kind} and has no model of its own to '
+                             f'test; the teachers with one are {list(self.teachers)}.')
         if value not in self.teachers:
             raise KeyError(f'eval_teacher={value!r}: unknown teacher; the teachers are '
                            f'{list(self._teachers)}.')
@@ -551,7 +565,7 @@ class Distiller(BaseModel):
         # The Runner hands the config's top-level `data_preprocessor` (mmpretrain keeps it
         # there) to the outermost model, i.e. the distiller: it belongs to the student.
         if data_preprocessor is not None and cfg.get('data_preprocessor') is None:
-            cfg['data_preprocessor'] = data_preprocessor
+            cfg['data_preprocessor'] = copy.deepcopy(data_preprocessor)  # a build fills it
         self.student_scope = infer_model_scope(cfg, scope)
         # The student's model config as built (a config path resolved): what export rebuilds
         # it from (stored as data in checkpoints by mmkd.RunRecordHook).
@@ -598,9 +612,15 @@ class Distiller(BaseModel):
         cfg, file_scope = load_model_config(source)
         cfg = without_pretrained(cfg)  # all teacher weights come from its checkpoint
         scope = infer_model_scope(cfg, teacher.get('scope') or file_scope)
-        model = build_model_in_scope(cfg, scope)
         label = source if isinstance(source, str) else cfg.get('type')
         desc = f'teacher ({label})' if shorthand else f'teacher {name!r} ({label})'
+        if teacher.get('cache') is not None:  # values from a store: no model is built
+            check_forward_options(teacher, where, trainable)
+            fingerprint = teacher_fingerprint(teacher, cfg,
+                                              self.student_config.get('data_preprocessor'))
+            return CachedTeacher(name, teacher, where, desc, fingerprint, str(label), scope,
+                                 config=copy.deepcopy(cfg))
+        model = build_model_in_scope(cfg, scope)
         checkpoint = teacher.get('checkpoint')
         if checkpoint is not None:
             load_checkpoint_strict(model, checkpoint, desc, revise_keys=revise_keys)
@@ -613,17 +633,24 @@ class Distiller(BaseModel):
         view = TeacherView(
             Normalisation.of_preprocessor(self.student.data_preprocessor),
             parse_normalisation(normalisation, model, where), inputs, desc, f'model.{where}')
-        precision, channels_last = check_forward_options(teacher, where, trainable)
+        precision, channels_last, compile_options = check_forward_options(teacher, where,
+                                                                          trainable)
         kind = TrainableTeacher if trainable else Teacher
-        return kind(name, model, scope, checkpoint, str(label), view, teacher.get('stop_early'),
-                    config=copy.deepcopy(cfg), precision=precision,
-                    channels_last=channels_last)
+        t = kind(name, model, scope, checkpoint, str(label), view, teacher.get('stop_early'),
+                 config=copy.deepcopy(cfg), precision=precision, channels_last=channels_last,
+                 compile=compile_options)
+        # Building it drew from torch's generator; a cache of this teacher stores the state
+        # after the build, and a cached teacher (which builds nothing) puts it back, so the
+        # methods built next initialise exactly as in the live run.
+        t.rng_after_build = torch.get_rng_state()
+        return t
 
     def _build_blocks(self, blocks):
         if not isinstance(blocks, dict) or not blocks:
             raise ValueError('`blocks` must be a non-empty dict: name -> dict(student=..., '
                              'teacher=..., method=dict(type=...), loss_weight=...).')
-        names = list(self.teachers)  # an unprefixed point's candidates (not 'self')
+        # An unprefixed point's candidates (not 'self').
+        names = [n for n in self._teachers if n != SELF]
         trainable = [n for n, t in self._teachers.items() if t.trainable]
         self.blocks: Dict[str, DistillBlock] = {}
         methods = {}
@@ -651,8 +678,8 @@ class Distiller(BaseModel):
             for tname, spec in group_teacher_points(cfg['teacher'], names, name):
                 if tname == SELF and SELF not in self._teachers:
                     self._teachers[SELF] = SelfTeacher(self.student)
-                expanded = expand_points(spec, self._teachers[tname].model,
-                                         f'{self._teacher_desc(tname)} (block {name!r})')
+                expanded = self._teachers[tname].expand(
+                    spec, f'{self._teacher_desc(tname)} (block {name!r})')
                 multi = multi or isinstance(expanded, list)
                 teacher_points += [(tname, p) for p in
                                    (expanded if isinstance(expanded, list) else [expanded])]
@@ -666,12 +693,14 @@ class Distiller(BaseModel):
             for point in block.student_points:  # fail here, naming the block, on a wrong name
                 find_module(learner_model, point.module, f'{learner_desc} (block {name!r})')
             for tname, point in block.teacher_points:
-                find_module(self._teachers[tname].model, point.module,
-                            f'{self._teacher_desc(tname)} (block {name!r})')
+                self._teachers[tname].check_point(
+                    point, f'{self._teacher_desc(tname)} (block {name!r})')
+            bound = {t: self._teachers[t].bind(
+                name, methods[name], [p for n, p in block.teacher_points if n == t])
+                for t in block.teacher_names}
             with _in_block(name, type(methods[name]).__name__):
                 methods[name].bind_student(learner_model)
-                methods[name].bind_teachers(
-                    {t: self._teachers[t].model for t in block.teacher_names})
+                methods[name].bind_teachers(bound)
             self.blocks[name] = block
         self.methods = nn.ModuleDict(methods)
         unread = [n for n in self._teachers if not any(
@@ -825,6 +854,7 @@ class Distiller(BaseModel):
             for m, mode in modes.items():
                 m.training = mode
         for t in self._teachers.values():
+            t.prepare_dry_run(input_shape[0])  # a kind that does not run (a cache)
             if t.kind != 'frozen':  # a trainable one runs whole, for its own losses
                 continue
             order = t.recorder.call_order

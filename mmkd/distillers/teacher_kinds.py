@@ -10,6 +10,7 @@ kind        values come from                            gradients            che
 frozen      a forward without grad, eval mode           none                 no            no
 self        the student's own forward (detached)        through the student  (student)     (student)
 trainable   a forward with grad, in ``loss`` mode       its own loss terms   yes           alone
+cached      a store written by tools/cache_teacher.py   none                 no            no
 ==========  ==========================================  ===================  ============  ========
 
 **The student itself** (self-distillation: BYOT, MMRazor's ``SelfDistiller``): a block's
@@ -32,12 +33,20 @@ with gradient) and ``teacher='self:head.fc'`` (the student's, detached). DML is 
 teacher='self:head.fc'``, each with ``LogitKD``. ``checkpoint=None`` starts it from its own
 initialisation (``init_weights``), as online learning does; a path starts it from weights.
 ``tools/test.py --teacher peer`` tests it alone, ``extract_student.py --model peer`` exports it.
+
+**A cached teacher** (issue 34): ``teachers=dict(t=dict(config=..., checkpoint=...,
+cache='work_dirs/cache/t'))`` reads the values that ``tools/cache_teacher.py`` stored for every
+training batch instead of running the teacher; no model is built (its config and checkpoint
+identify it: they are fingerprinted). See :mod:`mmkd.distillers.teacher_cache` for the store,
+the fingerprint and what may be cached.
 """
 from typing import Optional
 
 import torch
+from mmengine.dist import get_dist_info
 
-from .teachers import Teacher
+from .teacher_cache import CacheReader, TeacherCacheError, check_fingerprint, view_digest
+from .teachers import Teacher, TeacherKind, TeacherView
 
 #: The name of the student itself in teacher points (``'self:head.fc'``).
 SELF = 'self'
@@ -53,7 +62,7 @@ def detached(value):
     return value
 
 
-class SelfTeacher:
+class SelfTeacher(TeacherKind):
     """The student as its own teacher: values from the student's forward (its recorder).
 
     Args:
@@ -76,6 +85,9 @@ class SelfTeacher:
         self.recorder = None  # the student's recorder, set by the distiller
         self.source = 'the student itself'
         self.desc = 'the student itself (teacher points "self:...")'
+
+    def attach(self, student_recorder) -> None:
+        self.recorder = student_recorder
 
     def record(self, inputs, data_samples, record_fn, grad: bool = False) -> dict:
         return {}
@@ -118,3 +130,109 @@ def self_teacher_config(spec: Optional[dict]) -> dict:
         raise KeyError(f'teachers.self is the student itself; its only key is {list(SELF_KEYS)}'
                        f' (e.g. dict(detach=False)), got {spec!r}.')
     return dict(spec)
+
+
+class CachedTeacher(TeacherKind):
+    """A teacher whose values come from a cache (:mod:`mmkd.distillers.teacher_cache`).
+
+    Each step it finds the batch by the digest of what the teacher would be fed (the
+    student's preprocessed batch and any raw data-sample fields it reads) and hands the
+    stored values to the blocks, float32 and on the batch's device. Its points must be in
+    the cache (no wildcards: there is no model to expand them against); a block whose method
+    reads the teacher's own modules (``bind_teachers``) cannot use it, and a top-K point is
+    only for a method that reads logits (``reads_teacher_logits``). A cached teacher cannot
+    predict (``eval_teacher``, ``val_teachers``): it has no model.
+
+    Args:
+        name (str): the teacher's name (as in the cache).
+        spec (dict): its ``teachers.<name>`` entry (``cache`` is the folder).
+        where (str): that setting, for messages (``'model.teachers.kd'``).
+        desc (str): how messages name it.
+        fingerprint (dict): :func:`~.teacher_cache.teacher_fingerprint` of this config.
+    """
+    kind = 'cached'
+    trainable = False
+    runs = False
+    stop_early = None
+
+    def __init__(self, name: str, spec: dict, where: str, desc: str, fingerprint: dict,
+                 source: str, scope: Optional[str], config=None):
+        if spec.get('trainable'):
+            raise ValueError(f'model.{where}: a cached teacher (cache=...) does not learn; '
+                             'remove trainable=True or the cache.')
+        self.name, self.where, self.desc = name, f'model.{where}', f'{desc} (cached)'
+        self.checkpoint, self.source, self.scope, self.config = (
+            spec.get('checkpoint'), source, scope, config)
+        self.folder = spec['cache']
+        rank, world_size = get_dist_info()
+        self.store = CacheReader(self.folder, name, rank, world_size, self.where)
+        check_fingerprint(self.store.fingerprint, fingerprint, self.where, self.folder,
+                          'teacher or student preprocessing')
+        # The generator as the live teacher's build left it (the methods built next draw
+        # from it: their initial weights are then those of the live run).
+        torch.set_rng_state(self.store.rng_after_build)
+        # Only what the view reads (the data-sample fields) is used: the digest is of the
+        # student's batch and those fields, not of the teacher's normalisation (fingerprinted).
+        self.view = TeacherView(None, None, spec.get('inputs', 'inputs'), self.desc,
+                                self.where)
+        self.recorder = self  # the distiller reads recorded values through .get()
+        self.values = {}
+
+    def run_fingerprint(self) -> dict:
+        """What the cache was built with on the runner's side (checked when training
+        starts, by :class:`mmkd.TeacherCacheHook`)."""
+        return self.store.meta['run_fingerprint']
+
+    def _point(self, point, where: str) -> str:
+        key = str(point)
+        if key not in self.store.points:
+            raise KeyError(f'{where}: the point {key!r} is not in the cache {self.folder!r}, '
+                           f'which holds {self.store.points} (rebuild it with the blocks of '
+                           'this config).')
+        return key
+
+    def expand(self, spec, where: str):
+        specs = spec if isinstance(spec, (list, tuple)) else [spec]
+        for s in specs:
+            if (isinstance(s, str) and '*' in s) or (isinstance(s, dict) and (
+                    'matches' in s or '*' in str(s.get('module', '')))):
+                raise ValueError(f'{where}: the point {s!r} is a pattern; a cached teacher '
+                                 'has no model to match it against: name the points '
+                                 f'({self.store.points}).')
+        return spec
+
+    def check_point(self, point, where: str) -> None:
+        self._point(point, where)
+
+    def bind(self, block: str, method, points):
+        from ..methods.base import BaseDistillMethod
+        name = type(method).__name__
+        if type(method).bind_teachers is not BaseDistillMethod.bind_teachers:
+            raise ValueError(f'Block {block!r}: {name} reads the teacher\'s own modules '
+                             f'(bind_teachers), and the {self.desc} has none; run this teacher '
+                             f'live (remove {self.where}.cache).')
+        topk = [str(p) for p in points if any(
+            c['encoding'] == 'topk' for c in self.store.layouts[str(p)]['components'])]
+        if topk and not getattr(method, 'reads_teacher_logits', False):
+            raise ValueError(
+                f'Block {block!r}: the {self.desc} stores {topk} as top-K logits, which only '
+                'a method that reads logits may use (LogitKD, DKD, RLD, DIST, EnsembleKD, '
+                f'WSLD: reads_teacher_logits=True), not {name}; build the cache without '
+                '--topk for this block.')
+        return None
+
+    def prepare_dry_run(self, batch_size: int) -> None:
+        self.values = self.store.example(batch_size)
+
+    def record(self, inputs, data_samples, record_fn, grad: bool = False) -> dict:
+        """Look this batch up (no forward); the values land in ``self.values``."""
+        device = inputs.device if torch.is_tensor(inputs) else 'cpu'
+        self.values = self.store.read(view_digest(self.view, inputs, data_samples), device)
+        return {}
+
+    def get(self, point, learner: bool = False):
+        try:
+            return self.values[str(point)]
+        except KeyError:
+            raise TeacherCacheError(f'{self.desc}: no value for {str(point)!r} in this step '
+                                    '(record() was not called).') from None

@@ -44,8 +44,11 @@ import numpy as np
 import torch
 from mmengine.logging import print_log
 
+from ..recorders import expand_points, find_module
+
 TEACHER_KEYS = ('config', 'model', 'checkpoint', 'scope', 'revise_keys', 'normalisation',
-                'inputs', 'stop_early', 'trainable', 'precision', 'channels_last')
+                'inputs', 'stop_early', 'trainable', 'precision', 'channels_last', 'compile',
+                'cache')
 
 #: A frozen teacher's forward precision (``precision=``): autocast to this dtype on the
 #: teacher's forward only (the student and the methods stay as they are).
@@ -350,7 +353,32 @@ def check_revise_keys(spec, who: str, setting: str) -> list:
     return [tuple(p) for p in spec]
 
 
-class Teacher:
+class TeacherKind:
+    """What the distiller asks of every kind of teacher besides :meth:`record` and
+    :meth:`get`, answered here for a kind with a model (``self.model``): where its record
+    points are, and what a method that reads the teacher's own modules is given."""
+    model = None
+
+    def expand(self, spec, where: str):
+        """A block's teacher point(s), wildcards expanded against the model."""
+        return expand_points(spec, self.model, where)
+
+    def check_point(self, point, where: str) -> None:
+        """Fail here, naming the block (``where``), on a point the teacher does not have."""
+        find_module(self.model, point.module, where)
+
+    def bind(self, block: str, method, points) -> object:
+        """The model handed to ``method.bind_teachers`` for a block reading ``points``."""
+        return self.model
+
+    def attach(self, student_recorder) -> None:
+        """A kind without a forward of its own is given the student's recorder."""
+
+    def prepare_dry_run(self, batch_size: int) -> None:
+        """Values for the build's dry run, for a kind that does not run in it."""
+
+
+class Teacher(TeacherKind):
     """One frozen teacher: its model (kept out of the distiller's module tree), where its
     weights came from, its recorder and how it sees the batch.
 
@@ -367,7 +395,8 @@ class Teacher:
 
     def __init__(self, name: str, model, scope: str, checkpoint: str, source: str,
                  view: TeacherView, stop_early: Optional[bool] = None, config=None,
-                 precision: str = 'fp32', channels_last: bool = False):
+                 precision: str = 'fp32', channels_last: bool = False,
+                 compile: Optional[dict] = None):
         self.name, self.model, self.scope = name, model, scope
         self.checkpoint, self.source, self.view = checkpoint, source, view
         self.stop_early = stop_early
@@ -379,6 +408,29 @@ class Teacher:
         self.precision, self.channels_last = precision, channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # torch.compile's options (None: eager); compiled at the first step, and run eagerly
+        # from then on if compiling or the compiled forward fails (with a warning).
+        self.compile, self._compiled = compile, None
+
+    def _forward_model(self):
+        """The model the step's forward runs: compiled when ``compile`` is set (and it
+        worked), else the model itself."""
+        if self.compile is None:
+            return self.model
+        if self._compiled is None:
+            try:
+                self._compiled = torch.compile(self.model, **self.compile)
+            except Exception as e:  # e.g. no compiler for this platform or Python
+                self._compile_failed(e)
+                return self.model
+        return self._compiled
+
+    def _compile_failed(self, error: Exception) -> None:
+        text = (str(error).strip().splitlines() or [''])[0][:300]
+        print_log(f'The {self.desc}: torch.compile({self.compile}) failed '
+                  f'({type(error).__name__}: {text}); its forward runs eagerly from now on.',
+                  logger='current', level=logging.WARNING)
+        self.compile, self._compiled = None, None
 
     def _forward_context(self, x):
         dtype = PRECISIONS[self.precision]
@@ -396,8 +448,15 @@ class Teacher:
         x = self.view(inputs, data_samples)
         if self.channels_last and torch.is_tensor(x) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        model = self._forward_model()
         with torch.set_grad_enabled(grad), self._forward_context(x):
-            record_fn(self.recorder, self.model, x, data_samples)
+            try:
+                record_fn(self.recorder, model, x, data_samples)
+            except Exception as e:
+                if model is self.model:
+                    raise
+                self._compile_failed(e)  # then the same step eagerly: a model error recurs
+                record_fn(self.recorder, self.model, x, data_samples)
         return {}
 
     def get(self, point, learner: bool = False):
@@ -423,24 +482,44 @@ class Teacher:
                       logger='current', level=logging.INFO)
 
 
+#: ``torch.compile`` arguments a teacher's ``compile=dict(...)`` may give.
+COMPILE_KEYS = ('fullgraph', 'dynamic', 'backend', 'mode', 'options', 'disable')
+
+
+def check_compile(value, where: str) -> Optional[dict]:
+    """A teacher's ``compile``: False/None (eager, default), True (``torch.compile``'s
+    defaults) or a dict of its arguments (:data:`COMPILE_KEYS`); returns the arguments."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, dict) and not set(value) - set(COMPILE_KEYS):
+        return dict(value)
+    raise ValueError(f'model.{where}.compile={value!r}: give True (torch.compile with its '
+                     'defaults), False, or a dict of torch.compile arguments '
+                     f'{list(COMPILE_KEYS)} (e.g. dict(mode="max-autotune")).')
+
+
 def check_forward_options(teacher: dict, where: str, trainable: bool):
-    """A teacher's ``precision`` (one of :data:`PRECISIONS`, default ``'fp32'``) and
-    ``channels_last`` (bool, default False), checked; refused on a trainable teacher, whose
-    forward is part of the training step (the optimiser wrapper's AMP decides it there)."""
+    """A teacher's ``precision`` (one of :data:`PRECISIONS`, default ``'fp32'``),
+    ``channels_last`` (bool, default False) and ``compile`` (:func:`check_compile`), checked;
+    refused on a trainable teacher, whose forward is part of the training step (the optimiser
+    wrapper's AMP, and MMEngine's ``compile`` setting, decide it there)."""
     precision = teacher.get('precision', 'fp32')
     channels_last = teacher.get('channels_last', False)
+    compile_options = check_compile(teacher.get('compile'), where)
     if precision not in PRECISIONS:
         raise ValueError(f'model.{where}.precision={precision!r}: valid values are '
                          f'{list(PRECISIONS)} (autocast on the teacher forward only).')
     if not isinstance(channels_last, bool):
         raise TypeError(f'model.{where}.channels_last must be True or False, got '
                         f'{channels_last!r}.')
-    if trainable and (precision != 'fp32' or channels_last):
-        raise ValueError(f'model.{where}: precision and channels_last are options of a frozen '
-                         "teacher's forward; a trainable teacher trains with the student "
-                         '(use the optimiser wrapper\'s AMP, `optim_wrapper.type='
-                         "'AmpOptimWrapper'`).")
-    return precision, channels_last
+    if trainable and (precision != 'fp32' or channels_last or compile_options is not None):
+        raise ValueError(f'model.{where}: precision, channels_last and compile are options of '
+                         "a frozen teacher's forward; a trainable teacher trains with the "
+                         'student (use the optimiser wrapper\'s AMP, `optim_wrapper.type='
+                         "'AmpOptimWrapper'`, and MMEngine's `compile` setting).")
+    return precision, channels_last, compile_options
 
 
 def _as_float32(value):

@@ -99,13 +99,15 @@ def _diff(old, new, path: str, out: List[Tuple[str, object, object]]):
 
 def _is_setting(path: str) -> bool:
     """Changes that keep the objective's structure: loss weights and their schedules, teacher
-    checkpoint paths, the distiller's run settings (:data:`SETTINGS`)."""
+    checkpoint paths and caches (a cache holds the values the live teacher gives: its
+    fingerprint is checked when it is opened), the distiller's run settings
+    (:data:`SETTINGS`)."""
     parts = path.split('.')
     if len(parts) >= 4 and parts[1] == 'blocks' and parts[3].startswith('loss_weight'):
         return True
-    if parts[1:2] == ['teacher'] and parts[2:3] == ['checkpoint']:
+    if parts[1:2] == ['teacher'] and parts[2:3] in (['checkpoint'], ['cache']):
         return True
-    if parts[1:2] == ['teachers'] and parts[3:4] == ['checkpoint']:
+    if parts[1:2] == ['teachers'] and parts[3:4] in (['checkpoint'], ['cache']):
         return True
     return len(parts) >= 2 and parts[1].split('[')[0] in SETTINGS
 

@@ -33,6 +33,8 @@ class DIST(LevelwiseMethod):
             NeurIPS 2022 (arXiv 2205.10536).
         Code: the authors', https://github.com/hunto/DIST_KD.
     """
+    #: Its teacher values are logits: a cached teacher may store them as top-K.
+    reads_teacher_logits = True
 
     def __init__(self, tau: PositiveFloat = 1.0, beta: NonNegativeFloat = 1.0,
                  gamma: NonNegativeFloat = 1.0, loss_name: LossName = 'loss_dist', **kwargs):

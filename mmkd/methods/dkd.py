@@ -102,6 +102,8 @@ def _check_logits(name: str, student, teacher) -> None:
 
 class _DecoupledLogits(BaseDistillMethod):
     """Shared by DKD and RLD: checks, float32 (AMP), standardisation, labels."""
+    #: Its teacher values are logits: a cached teacher may store them as top-K.
+    reads_teacher_logits = True
 
     def __init__(self, alpha: NonNegativeFloat, beta: NonNegativeFloat, tau: PositiveFloat,
                  logit_standardization: bool, init_cfg: InitCfg = None):

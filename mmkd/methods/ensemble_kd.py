@@ -59,6 +59,8 @@ class EnsembleKD(BaseDistillMethod):
             from an Ensemble of Teachers", 2017).
         Code: none followed; the three combinations are mmkd's.
     """
+    #: Its teacher values are logits: a cached teacher may store them as top-K.
+    reads_teacher_logits = True
 
     def __init__(self, combine: Combine = 'mean_prob', tau: PositiveFloat = 1.0,
                  teacher_weights: Optional[Sequence[NonNegativeFloat]] = None,

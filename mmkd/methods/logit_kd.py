@@ -36,6 +36,8 @@ class LogitKD(LevelwiseMethod):
         Logit standardisation: Sun, Ren, Li, Wang, Cao, "Logit Standardization in Knowledge
             Distillation", CVPR 2024; code https://github.com/sunshangquan/logit-standardization-KD.
     """
+    #: Its teacher values are logits: a cached teacher may store them as top-K.
+    reads_teacher_logits = True
 
     def __init__(self, tau: PositiveFloat = 1.0, logit_standardization: bool = False,
                  loss_name: LossName = 'loss_kd', **kwargs):

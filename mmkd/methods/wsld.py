@@ -57,6 +57,8 @@ class WSLD(BaseDistillMethod):
         Code: the authors', https://github.com/bellymonster/Weighted-Soft-Label-Distillation
             (``knowledge_distiller.py``); MMRazor's ``WSLD`` loss.
     """
+    #: Its teacher values are logits: a cached teacher may store them as top-K.
+    reads_teacher_logits = True
 
     def __init__(self, tau: PositiveFloat = 2.0, eps: PositiveFloat = 1e-7,
                  init_cfg: InitCfg = None):

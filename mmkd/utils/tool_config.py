@@ -104,6 +104,15 @@ def pretrained_teacher_configs(model_cfg) -> dict:
     return {k: t for k, t in entries.items() if not t.get('trainable')}
 
 
+def cached_teachers(model_cfg) -> dict:
+    """``{option prefix: teacher dict}`` of a distiller config's teachers read from a cache
+    (``cache=DIR``, :mod:`mmkd.distillers.teacher_cache`)."""
+    if not is_distiller_config(model_cfg):
+        return {}
+    return {k: t for k, t in pretrained_teacher_configs(model_cfg).items()
+            if isinstance(t, dict) and t.get('cache') is not None}
+
+
 # Shared fragments that other configs inherit (OpenMMLab's naming convention): never run.
 BASE_CONFIG_PREFIX = '_base_'
 _RUNNABLE_CACHE = {}

@@ -96,9 +96,11 @@ def spread(values) -> dict:
 
 def per_round(rounds) -> dict:
     """The derived quantities of each round, from that round's four phase times (ms)."""
-    out = dict(time_ratio=[], time_ratio_with_methods=[], remainder_ms=[], remainder_pct=[])
+    out = dict(time_ratio=[], time_ratio_with_methods=[], remainder_ms=[], remainder_pct=[],
+               distill_over_student=[])
     for r in rounds:
         s, t, m, d = (r[p] for p in PHASES)
+        out['distill_over_student'].append(d / s)  # the cost of distilling, from a cache
         out['time_ratio'].append(d / (s + t))
         out['time_ratio_with_methods'].append(d / (s + t + m))
         out['remainder_ms'].append(d - (s + t + m))
@@ -151,9 +153,11 @@ def resident_mib(modules, optim) -> float:
 
 
 # ---------------------------------------------------------------------- building
-def build(config, device, random_teacher, batch_size, copies=2, seed=0):
+def build(config, device, random_teacher, batch_size, copies=2, seed=0, cache=None):
     """``copies`` distillers built from ``config`` with the same seed, and one batch of its
-    train dataloader after the data preprocessor (on ``device``)."""
+    train dataloader after the data preprocessor (on ``device``). With ``cache``
+    (``dict(dtype=..., topk=...)``) the first one reads its frozen teachers from a cache of
+    that batch written by the second (:func:`cached_copy`)."""
     import torch
     from mmengine.registry import MODELS as ROOT
     from mmengine.registry import DefaultScope
@@ -191,8 +195,49 @@ def build(config, device, random_teacher, batch_size, copies=2, seed=0):
             if batch_size:
                 loader_cfg.batch_size = batch_size
             data = next(iter(Runner.build_dataloader(loader_cfg, seed=seed)))
-    data = models[0].data_preprocessor(data, training=True)
+            data = models[0].data_preprocessor(data, training=True)
+            if cache is not None:  # while the (random) teacher checkpoints exist
+                models[0] = cached_copy(model_cfg, models[1], data['inputs'],
+                                        data['data_samples'], cache, seed).to(device)
     return models, data['inputs'], data['data_samples']
+
+
+def cached_copy(model_cfg, source, inputs, samples, cache, seed):
+    """A distiller built from ``model_cfg`` whose frozen teachers read a cache (in a
+    temporary folder, removed at exit) holding ``source``'s teacher values for this one batch,
+    written as ``tools/cache_teacher.py`` writes them: the ``distill`` phase then measures a
+    step from the cache (digest, lookup, memory-mapped read and CRC check included)."""
+    import atexit
+    import copy
+    import shutil
+
+    import torch
+    from mmengine.registry import MODELS as ROOT
+
+    from mmkd.distillers import Distiller
+    from mmkd.distillers.teacher_cache import (CacheWriter, cache_batch, cache_meta,
+                                               teacher_fingerprint, teacher_model_config,
+                                               write_meta)
+    folder = tempfile.mkdtemp(prefix='mmkd_overhead_cache_')
+    atexit.register(shutil.rmtree, folder, True)
+    names = [n for n, t in source._teachers.items() if t.kind == 'frozen']
+    writer = CacheWriter(folder, 0, cache['dtype'], cache['topk'])
+    with torch.no_grad():
+        cache_batch(source, names, inputs, samples, writer)
+    summary = writer.close()
+    for name in names:
+        summary[name]['rng_after_build'] = writer.encode_rng(
+            source.teacher_info(name).rng_after_build)
+    cfg = copy.deepcopy(model_cfg)
+    specs = Distiller._teacher_configs(cfg.get('teacher'), cfg.get('teachers'))
+    preprocessor = source.student_config.get('data_preprocessor')
+    write_meta(folder, cache_meta([summary], {
+        n: teacher_fingerprint(specs[n], teacher_model_config(specs[n]), preprocessor)
+        for n in names}, run_fingerprint={}))
+    for name in names:
+        specs[name]['cache'] = folder  # the same dicts as in cfg
+    torch.manual_seed(seed)
+    return ROOT.build(cfg)
 
 
 def ensure_shapes_data(cfg):
@@ -396,11 +441,11 @@ def measure_memory(steps, modules, optims, device) -> dict:
 
 
 def run_config(config, device, n_steps, warmup, random_teacher=False, batch_size=None,
-               order='shuffle', seed=0, breakdown=False) -> dict:
+               order='shuffle', seed=0, breakdown=False, cache=None) -> dict:
     import torch
     load_before = os.getloadavg()
     (distiller, parts), inputs, samples = build(config, device, random_teacher, batch_size,
-                                                seed=seed)
+                                                seed=seed, cache=cache)
     distiller.train()
     parts.train()
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
@@ -413,6 +458,7 @@ def run_config(config, device, n_steps, warmup, random_teacher=False, batch_size
     methods = sorted({b.method_type for b in distiller.blocks.values()})
     return dict(
         config=config, methods=methods, device=device, steps=n_steps, warmup=warmup,
+        teacher_cache=cache,
         order=order, torch_threads=torch.get_num_threads(), batch_size=int(inputs.shape[0]),
         input_shape=list(inputs.shape[1:]), **summarise(rounds, memory), rounds=rounds,
         load_avg_before=list(load_before), load_avg_after=list(os.getloadavg()))
@@ -462,6 +508,10 @@ def print_report(r):
     print(f'remainder    distill - (student + teacher + methods) = '
           f'{fmt_spread(d["remainder_ms"], 2)} ms = {fmt_spread(d["remainder_pct"], 1)} % '
           'of distill (median [IQR] over rounds)')
+    print(f'time ratio   distill / student = {r["distill_over_student"]:.3f} '
+          f'[IQR {d["distill_over_student"]["q1"]:.3f}, {d["distill_over_student"]["q3"]:.3f}]'
+          + (f' (the distill step reads a teacher cache: {r["teacher_cache"]})'
+             if r.get('teacher_cache') else ''))
     for phase, parts in r.get('parts_ms', {}).items():
         print(f'parts of the {phase} step (median ms): ' + ', '.join(
             f'{k} {v["median"]:.2f}' for k, v in parts.items()))
@@ -509,6 +559,12 @@ def main():
     parser.add_argument('--breakdown', action='store_true',
                         help='also time the parts of each step (teacher, student, methods, '
                         'non-finite check, backward, optimizer, other)')
+    parser.add_argument('--teacher-cache', choices=('fp32', 'fp16'), default=None,
+                        help='the distill phase reads its frozen teachers from a cache of the '
+                        'batch stored in this precision (as tools/cache_teacher.py writes '
+                        'it); the teacher phase still runs the live teacher')
+    parser.add_argument('--teacher-cache-topk', type=int, default=None,
+                        help='with --teacher-cache: keep the top K logits only')
     parser.add_argument('--out', help='also write the results as JSON here (with --all-demo: '
                         'a list, one entry per config)')
     parser.add_argument('--out-dir', help='with --all-demo: write overhead_<config>.json here')
@@ -519,6 +575,10 @@ def main():
         parser.error('give a CONFIG or --all-demo (not both)')
     if args.steps < 1 or args.warmup < 0:
         parser.error('--steps must be >= 1 and --warmup >= 0')
+    if args.teacher_cache_topk is not None and not args.teacher_cache:
+        parser.error('--teacher-cache-topk needs --teacher-cache')
+    cache = None if args.teacher_cache is None else dict(dtype=args.teacher_cache,
+                                                          topk=args.teacher_cache_topk)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -526,7 +586,7 @@ def main():
 
     if not args.all_demo:
         result = run_config(args.config, device, args.steps, args.warmup, args.random_teacher,
-                            args.batch_size, args.order, args.seed, args.breakdown)
+                            args.batch_size, args.order, args.seed, args.breakdown, cache)
         print_report(result)
         if args.out:
             with open(args.out, 'w') as f:
