@@ -38,7 +38,8 @@ def small_config(folder, teacher: str) -> str:
             'train_dataloader = dict(dataset=dict(indices=192))',
             'val_dataloader = dict(dataset=dict(indices=64))',
             'test_dataloader = val_dataloader',
-            'default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))']) + '\n')
+            'default_hooks = dict(logger=dict(interval=1), '
+            'checkpoint=dict(interval=1, max_keep_ckpts=2))']) + '\n')
     return path
 
 
@@ -80,6 +81,21 @@ def test_cached_run_equals_the_live_run_bit_for_bit(runs):
     shape = feat['components'][0]['arrays'][0][2]
     assert meta['teachers']['teacher']['bytes_per_sample'] == 4 * (10 + int(np.prod(shape)))
     assert 'bytes per sample per epoch' in runs['built']
+
+
+def test_a_resumed_run_finds_its_batches(runs, tmp_path):
+    """--resume from the cached run's epoch-1 checkpoint: the cache holds epoch 2's batches
+    (found by their digest) and the run ends with the uninterrupted run's weights."""
+    import shutil
+    work = tmp_path / 'resumed'
+    work.mkdir()
+    shutil.copy(runs['root'] / 'cached' / 'epoch_1.pth', work / 'epoch_1.pth')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_1.pth'))
+    run_tool(['tools/train.py', runs['config'], '--work-dir', str(work), '--resume',
+              '--cfg-options', f'model.teacher.cache={runs["cache"]}'], env=ONE_THREAD)
+    resumed = torch.load(work / 'epoch_2.pth', map_location='cpu')['state_dict']
+    whole = torch.load(runs['root'] / 'cached' / 'epoch_2.pth', map_location='cpu')['state_dict']
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 
 def test_testing_needs_no_cache(runs):

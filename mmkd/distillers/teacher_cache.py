@@ -131,6 +131,8 @@ def teacher_fingerprint(spec: dict, model_cfg: dict, student_preprocessor) -> Di
                          ('inputs', 'inputs'), ('precision', 'fp32'),
                          ('channels_last', False), ('compile', None)):
         value = spec.get(key, default)
+        if key == 'compile' and value is False:
+            value = None  # the same eager forward
         fp.update(flatten(list(value) if isinstance(value, tuple) else value, f'teacher.{key}'))
     fp.update(flatten(student_preprocessor, 'student.data_preprocessor'))
     return fp
