@@ -234,6 +234,19 @@ def test_damaged_or_incomplete_caches_are_detected(runs, tmp_path):
         CacheReader(runs['cache'], 'teacher', 0, 2, 'model.teacher')
 
 
+def test_non_finite_cached_values_are_named_at_build(runs, tmp_path):
+    from mmkd.distillers import NonFiniteError
+    folder = copy_cache(runs, tmp_path)
+    index = reader(runs).points.index('head.fc')
+    data = osp.join(folder, 'teacher', f'r0.p{index}.c0.value.bin')
+    values = np.fromfile(data, np.float32)
+    values[3] = np.nan  # the first sample's fourth logit
+    values.tofile(data)
+    with pytest.raises(NonFiniteError, match=r"the cache .* holds NaN values at 'head.fc' "
+                       r'\(its first samples\)'):
+        build(cached_model(dict(runs, cache=folder)))
+
+
 def test_topk_keeps_the_top_probabilities_and_the_rest_mass():
     from mmkd.distillers.teacher_cache import decode, encode, layout_of
     torch.manual_seed(0)

@@ -894,6 +894,11 @@ class Distiller(BaseModel):
         for i, x in enumerate(tensors):
             if x.is_floating_point() and not torch.isfinite(x).all():
                 kind = 'NaN' if torch.isnan(x).any() else 'inf'
+                if teacher is not None and t.kind == 'cached':
+                    raise NonFiniteError(
+                        f'Block {block!r}: the cache {t.folder!r} of the {side} holds {kind} '
+                        f'values at {str(point)!r} (its first samples): the teacher gave '
+                        'non-finite values when the cache was built.')
                 cause = (f'the teacher\'s weights or buffers ({t.checkpoint!r})'
                          if teacher is not None and t.kind == 'frozen'
                          else f'the {side}\'s initial weights')
