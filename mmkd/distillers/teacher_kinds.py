@@ -183,13 +183,6 @@ class CachedTeacher(TeacherKind):
         starts, by :class:`mmkd.TeacherCacheHook`)."""
         return self.store.meta['run_fingerprint']
 
-    def _point(self, point, where: str) -> str:
-        key = str(point)
-        if key not in self.store.points:
-            raise KeyError(f'{where}: the point {key!r} is not in the cache {self.folder!r}, '
-                           f'which holds {self.store.points} (rebuild it with the blocks of '
-                           'this config).')
-        return key
 
     def expand(self, spec, where: str):
         specs = spec if isinstance(spec, (list, tuple)) else [spec]
@@ -202,7 +195,10 @@ class CachedTeacher(TeacherKind):
         return spec
 
     def check_point(self, point, where: str) -> None:
-        self._point(point, where)
+        if str(point) not in self.store.points:
+            raise KeyError(f'{where}: the point {str(point)!r} is not in the cache '
+                           f'{self.folder!r}, which holds {self.store.points} (rebuild it with '
+                           'the blocks of this config).')
 
     def bind(self, block: str, method, points):
         from ..methods.base import BaseDistillMethod
