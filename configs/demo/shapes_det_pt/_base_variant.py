@@ -4,14 +4,17 @@
 # pretrained backbone. Each method config of this folder inherits its from-scratch config
 # (method, record points and weights unchanged) and this file:
 #     _base_ = ['../shapes_det/<method>_retinanet_r34-wide_r18-tiny_fpn_shapes.py', './_base_variant.py']
-#     model = dict(student=dict(backbone=dict(init_cfg=dict(
-#         _delete_=True, type='Pretrained', prefix='backbone.',
-#         checkpoint={{_base_.pretrained_student_backbone}}))),
-#         teacher={{_base_.variant_teacher}})
-# (MMEngine refuses a key set in two bases, so `model` is set in each config.) tools/demo.py
-# (task 'detection-pt') trains the pretraining once and passes its path with --cfg-options; the
-# paths below are where it goes by default. The variant's design:
+#     model = {{_base_.variant_model}}
+# (MMEngine refuses a key set in two bases, so each config sets `model` from `variant_model`
+# below.) tools/demo.py (task 'detection-pt') trains the pretraining once and passes its path with
+# --cfg-options; the paths below are where it goes by default. The variant's design:
 # ./retinanet_r18-tiny_fpn_shapes_pt.py.
 pretrained_student_backbone = 'work_dirs/demo/shapes_pretrain/r18-tiny_det.pth'
 variant_teacher = dict(config='{{ fileDirname }}/retinanet_r34-wide_fpn_shapes_pt.py',
                        checkpoint='work_dirs/demo/shapes_det_pt/teacher.pth')
+
+variant_model = dict(
+    student=dict(backbone=dict(init_cfg=dict(
+        _delete_=True,  # (None in the from-scratch base)
+        type='Pretrained', prefix='backbone.', checkpoint=pretrained_student_backbone))),
+    teacher=variant_teacher)

@@ -4,14 +4,16 @@
 # pretrained backbone. Each method config of this folder inherits its from-scratch config
 # (method, record points and weights unchanged) and this file:
 #     _base_ = ['../shapes_seg/<method>_deeplabv3_r34-wide_r18-tiny-d8_shapes.py', './_base_variant.py']
-#     model = dict(student=dict(backbone=dict(init_cfg=dict(
-#         type='Pretrained', prefix='backbone.',
-#         checkpoint={{_base_.pretrained_student_backbone}}))),
-#         teacher={{_base_.variant_teacher}})
-# (MMEngine refuses a key set in two bases, so `model` is set in each config.) tools/demo.py
-# (task 'segmentation-pt') trains the pretraining once and passes its path with --cfg-options; the
-# paths below are where it goes by default. The variant's design:
+#     model = {{_base_.variant_model}}
+# (MMEngine refuses a key set in two bases, so each config sets `model` from `variant_model`
+# below.) tools/demo.py (task 'segmentation-pt') trains the pretraining once and passes its
+# path with --cfg-options; the paths below are where it goes by default. The variant's design:
 # ./deeplabv3_r18-tiny-d8_shapes_pt.py.
 pretrained_student_backbone = 'work_dirs/demo/shapes_pretrain/r18-tiny_seg.pth'
 variant_teacher = dict(config='{{ fileDirname }}/deeplabv3_r34-wide-d8_shapes_pt.py',
                        checkpoint='work_dirs/demo/shapes_seg_pt/teacher.pth')
+
+variant_model = dict(
+    student=dict(backbone=dict(init_cfg=dict(
+        type='Pretrained', prefix='backbone.', checkpoint=pretrained_student_backbone))),
+    teacher=variant_teacher)
