@@ -201,6 +201,28 @@ def load_tool_module(relpath: str):
     return module
 
 
+def forked_ranks(worker, tmp_path, *args, world_size=2, timeout=120) -> list:
+    """Run ``worker(rank, port, out_path, *args)`` in ``world_size`` processes forked from this
+    one (mmkd already imported: a fresh interpreter needs seconds to import it), on a free
+    port for a gloo group over TCP; each rank saves its result to ``out_path``. Returns the
+    ranks' results, in rank order; a rank that fails or outlives ``timeout`` fails the test."""
+    import multiprocessing
+    from test_distributed import free_port
+    ctx = multiprocessing.get_context('fork')
+    port = free_port()
+    paths = [str(tmp_path / f'{r}.pth') for r in range(world_size)]
+    procs = [ctx.Process(target=worker, args=(r, port, paths[r], *args))
+             for r in range(world_size)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=timeout)
+        if p.is_alive():
+            p.kill()
+        assert p.exitcode == 0, f'a rank failed (exit code {p.exitcode})'
+    return [torch.load(path) for path in paths]
+
+
 def run_tool(args, cwd=REPO, timeout=600, check=True, env=None):
     """Run a repo tool with this interpreter; return the completed process (output joined)."""
     full_env = dict(os.environ, PYTHONWARNINGS='ignore', **(env or {}))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mmkd.evaluation.agreement  # noqa: F401 (registers the metric until __init__ does)
-from conftest import DIGITS, batch, build, digits_cfg, run_tool
+from conftest import DIGITS, batch, build, digits_cfg, forked_ranks, run_tool
 from mmkd.evaluation.agreement import (EPS, TeacherStudentAgreement, bernoulli_kl, ece_bins,
                                        ece_from_bins, match_boxes)
 
@@ -283,22 +283,8 @@ def rank_worker(rank, port, out, n):
 
 
 def test_two_gloo_processes_give_the_single_process_result(tmp_path):
-    # forked (mmkd imported already), gloo over TCP as tests/test_crd.py does
-    import multiprocessing
-    from test_distributed import free_port
     n = 7   # odd: rank 1 gets a padded duplicate, which collect_results must drop
-    ctx = multiprocessing.get_context('fork')
-    port = free_port()
-    procs = [ctx.Process(target=rank_worker, args=(r, port, str(tmp_path / f'{r}.pth'), n))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        if p.is_alive():
-            p.kill()
-        assert p.exitcode == 0, f'a rank failed (exit code {p.exitcode})'
-    ranks = [torch.load(tmp_path / f'{r}.pth') for r in range(2)]
+    ranks = forked_ranks(rank_worker, tmp_path, n, timeout=120)
     for kind, samples in random_samples(n, seed=0).items():
         single = evaluate(TeacherStudentAgreement(), samples, chunks=3)
         padded = evaluate(TeacherStudentAgreement(), samples + samples[:1])  # what not to get

@@ -10,6 +10,8 @@ import torch
 import mmkd.methods.crd  # noqa: F401  (registration)
 from mmkd.methods.crd import CRD
 
+from conftest import forked_ranks
+
 # float64 throughout; the only differences from the authors' code are the order of a few
 # float operations (a sum over the negatives in one call instead of through view(-1, 1)).
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -239,22 +241,7 @@ def two_rank_worker(rank, port, out):
 
 
 def test_crd_two_processes_keep_identical_banks(tmp_path):
-    # Forked from this process (mmkd already imported: a fresh interpreter needs ~15 s to
-    # import it on a loaded machine), gloo over TCP as tests/test_distributed.py launches.
-    import multiprocessing
-    from test_distributed import free_port
-    ctx = multiprocessing.get_context('fork')
-    port = free_port()
-    procs = [ctx.Process(target=two_rank_worker, args=(r, port, str(tmp_path / f'{r}.pth')))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-        if p.is_alive():
-            p.kill()
-        assert p.exitcode == 0, f'a rank failed (exit code {p.exitcode})'
-    ranks = [torch.load(tmp_path / f'{r}.pth') for r in range(2)]
+    ranks = forked_ranks(two_rank_worker, tmp_path, timeout=60)
     for k in ranks[0]:
         assert torch.equal(ranks[0][k], ranks[1][k]), k
     # one process over the concatenated batches (rank 0's images, then rank 1's)
