@@ -162,10 +162,9 @@ def main(args=None):
     import mmkd  # noqa: F401
     from mmkd.distillers import Distiller
     from mmkd.distillers.teacher_cache import (META, CacheWriter, cache_batch, cache_meta,
-                                               decode, encode, run_fingerprint,
+                                               decode, encode, method_refusal, run_fingerprint,
                                                teacher_fingerprint, teacher_model_config,
                                                write_meta)
-    from mmkd.methods.base import BaseDistillMethod
 
     if osp.isfile(osp.join(args.out, META)) and not args.overwrite:
         raise SystemExit(f'{args.out} holds a complete cache already; give --overwrite to '
@@ -183,11 +182,10 @@ def main(args=None):
         raise SystemExit(f'--teachers {wrong}: not frozen teachers of this config; the frozen '
                          f'ones are {frozen}.')
     for block_name, block in distiller.blocks.items():
-        if set(block.teacher_names) & set(names) and \
-                type(block.method).bind_teachers is not BaseDistillMethod.bind_teachers:
-            raise SystemExit(f'Block {block_name!r}: {type(block.method).__name__} reads the '
-                             "teacher's own modules (bind_teachers), which a cache does not "
-                             f'hold; cache the other teachers (--teachers) or none.')
+        refusal = method_refusal(block_name, block.method, ()) \
+            if set(block.teacher_names) & set(names) else None
+        if refusal:
+            raise SystemExit(f'{refusal}; cache the other teachers (--teachers) or none.')
     specs = Distiller._teacher_configs(cfg.model.get('teacher'), cfg.model.get('teachers'))
     writer = CacheWriter(args.out, rank, args.dtype, args.topk)
     errors = {}
@@ -214,10 +212,7 @@ def main(args=None):
                 last_log = time.perf_counter()
                 print_log(f'cache_teacher: epoch {epoch}, {batches}/{total_batches} batches, '
                           f'{time.perf_counter() - start:.0f} s', logger='current')
-    summary = writer.close()
-    for name in names:  # the generator as the live build left it, per rank
-        summary[name]['rng_after_build'] = writer.encode_rng(
-            distiller.teacher_info(name).rng_after_build)
+    summary = writer.close(distiller)
     seconds = time.perf_counter() - start
     shards = all_gather_object(summary)
     gathered_errors = all_gather_object({k: (e.sums, e.n) for k, e in errors.items()})
@@ -255,6 +250,7 @@ def main(args=None):
 def _check_size(runner, writer, names, world_size, limit, batch_size, distiller, topk):
     """After the first batch: the planned number of batches, and a refusal when the cache
     would exceed ``limit`` bytes or a top-K point feeds a method that does not read logits."""
+    from mmkd.distillers.teacher_cache import method_refusal
     loop = runner.train_loop
     total = len(loop.dataloader) * loop.max_epochs if hasattr(loop, 'max_epochs') \
         else loop.max_iters
@@ -274,12 +270,9 @@ def _check_size(runner, writer, names, world_size, limit, batch_size, distiller,
                            if any(c['encoding'] == 'topk' for c in lay['components'])}
             for block_name, block in distiller.blocks.items():
                 read = {str(p) for n, p in block.teacher_points if n == name} & topk_points
-                if read and not getattr(block.method, 'reads_teacher_logits', False):
-                    raise SystemExit(
-                        f'Block {block_name!r} reads {sorted(read)} of teacher {name!r} with '
-                        f'{type(block.method).__name__}, which does not read logits: --topk '
-                        'is for blocks whose method does (LogitKD, DKD, RLD, DIST, EnsembleKD, '
-                        'WSLD). Build without --topk.')
+                refusal = method_refusal(block_name, block.method, read)
+                if refusal:
+                    raise SystemExit(f'{refusal}. Build without --topk.')
     return total
 
 

@@ -377,13 +377,10 @@ class CacheWriter:
         return sum(dtype.itemsize * int(np.prod(shape)) for p in shard['points']
                    for _, _, dtype, shape in _arrays(shard['layouts'][p]))
 
-    @staticmethod
-    def encode_rng(state: torch.Tensor) -> str:
-        """A torch generator state as text for ``meta.json``."""
-        return base64.b64encode(state.numpy().tobytes()).decode()
-
-    def close(self) -> Dict[str, dict]:
-        """Flush every file and write the index; returns this shard's summary per teacher."""
+    def close(self, distiller) -> Dict[str, dict]:
+        """Flush every file and write the index; returns this shard's summary per teacher,
+        with the torch generator state each teacher's build left in ``distiller`` (a cached
+        teacher puts it back: see :class:`~.teacher_kinds.CachedTeacher`)."""
         summary = {}
         for teacher, shard in self.shards.items():
             for files in shard['files']:
@@ -398,16 +395,36 @@ class CacheWriter:
                          counts=np.asarray(shard['counts'], np.int64),
                          crcs=np.asarray(shard['crcs'], np.uint32))
             os.replace(index + '.tmp', index)
+            rng = distiller.teacher_info(teacher).rng_after_build
             summary[teacher] = dict(points=shard['points'], layouts=shard['layouts'],
                                     rows=shard['rows'], batches=len(shard['starts']),
-                                    bytes_per_row=self.bytes_per_row(teacher))
+                                    bytes_per_row=self.bytes_per_row(teacher),
+                                    rng_after_build=base64.b64encode(
+                                        rng.numpy().tobytes()).decode())
         return summary
 
 
+def method_refusal(block: str, method, topk_points: Sequence[str]) -> Optional[str]:
+    """Why the method of ``block`` cannot read a cached teacher's values (None: it can):
+    it reads the teacher's own modules (``bind_teachers``: CrossKD, OFD, SRRL), or it reads
+    ``topk_points`` (stored as top-K logits) without being a method that reads logits
+    (``reads_teacher_logits = True``)."""
+    from ..methods.base import BaseDistillMethod
+    name = type(method).__name__
+    if type(method).bind_teachers is not BaseDistillMethod.bind_teachers:
+        return (f"Block {block!r}: {name} reads the teacher's own modules (bind_teachers), "
+                'which a cache does not hold')
+    if topk_points and not getattr(method, 'reads_teacher_logits', False):
+        return (f'Block {block!r}: the cache stores {sorted(topk_points)} as top-K logits, '
+                'which only a method that reads logits may use (LogitKD, DKD, RLD, DIST, '
+                f'EnsembleKD, WSLD: reads_teacher_logits=True), not {name}')
+    return None
+
+
 def cache_meta(shards: List[Dict[str, dict]], fingerprints: Dict[str, dict], **info) -> dict:
-    """``meta.json``'s content from every rank's :meth:`CacheWriter.close` summary (each with
-    the teacher's ``rng_after_build`` added) and each teacher's fingerprint; ``info`` adds the
-    run's fields (``run_fingerprint``, ``storage``, ...)."""
+    """``meta.json``'s content from every rank's :meth:`CacheWriter.close` summary and each
+    teacher's fingerprint; ``info`` adds the run's fields (``run_fingerprint``, ``storage``,
+    ...)."""
     teachers = {}
     for name, fingerprint in fingerprints.items():
         first = shards[0][name]

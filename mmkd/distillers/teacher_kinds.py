@@ -45,7 +45,8 @@ from typing import Optional
 import torch
 from mmengine.dist import get_dist_info
 
-from .teacher_cache import CacheReader, TeacherCacheError, check_fingerprint, view_digest
+from .teacher_cache import (CacheReader, TeacherCacheError, check_fingerprint,
+                           method_refusal, view_digest)
 from .teachers import Teacher, TeacherKind, TeacherView
 
 #: The name of the student itself in teacher points (``'self:head.fc'``).
@@ -201,20 +202,13 @@ class CachedTeacher(TeacherKind):
                            'the blocks of this config).')
 
     def bind(self, block: str, method, points):
-        from ..methods.base import BaseDistillMethod
-        name = type(method).__name__
-        if type(method).bind_teachers is not BaseDistillMethod.bind_teachers:
-            raise ValueError(f'Block {block!r}: {name} reads the teacher\'s own modules '
-                             f'(bind_teachers), and the {self.desc} has none; run this teacher '
-                             f'live (remove {self.where}.cache).')
         topk = [str(p) for p in points if any(
             c['encoding'] == 'topk' for c in self.store.layouts[str(p)]['components'])]
-        if topk and not getattr(method, 'reads_teacher_logits', False):
-            raise ValueError(
-                f'Block {block!r}: the {self.desc} stores {topk} as top-K logits, which only '
-                'a method that reads logits may use (LogitKD, DKD, RLD, DIST, EnsembleKD, '
-                f'WSLD: reads_teacher_logits=True), not {name}; build the cache without '
-                '--topk for this block.')
+        refusal = method_refusal(block, method, topk)
+        if refusal:
+            raise ValueError(f'{refusal}; the {self.desc} has only stored values: run this '
+                             f'teacher live (remove {self.where}.cache) or build the cache '
+                             'without --topk.')
         return None
 
     def prepare_dry_run(self, batch_size: int) -> None:

@@ -224,10 +224,7 @@ def cached_copy(model_cfg, source, inputs, samples, cache, seed):
     writer = CacheWriter(folder, 0, cache['dtype'], cache['topk'])
     with torch.no_grad():
         cache_batch(source, names, inputs, samples, writer)
-    summary = writer.close()
-    for name in names:
-        summary[name]['rng_after_build'] = writer.encode_rng(
-            source.teacher_info(name).rng_after_build)
+    summary = writer.close(source)
     cfg = copy.deepcopy(model_cfg)
     specs = Distiller._teacher_configs(cfg.get('teacher'), cfg.get('teachers'))
     preprocessor = source.student_config.get('data_preprocessor')
